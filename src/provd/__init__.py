@@ -1,0 +1,2 @@
+"""provd: the provisioning client daemon of a COMfortel D-series class SIP desk phone."""
+

@@ -1,0 +1,193 @@
+"""The `provd` command line (DESIGN §2): argument parsing, output, exit codes.
+
+The only place that prints for users and the only place that exits. Human output goes to stdout,
+diagnostics to stderr as one line each (`provd: error: …`, `provd: warning: …`), never a traceback for a
+ProvdError. Heavy modules (lxml, yaml, sqlite3) load inside the command that needs them, so `provd --help`
+stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from provd.errors import ProvdError
+
+if TYPE_CHECKING:
+    from provd.local import Settings
+
+
+class _Out:
+    def __init__(self, quiet: bool, verbose: bool) -> None:
+        self.quiet = quiet
+        self.verbose = verbose
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            print(text)
+
+    def warn(self, text: str) -> None:
+        print(f"provd: warning: {text}", file=sys.stderr)
+
+    def error(self, text: str) -> None:
+        print(f"provd: error: {text}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="provd", description="Provisioning client of a COMfortel D-series class "
+                                "SIP desk phone: finds, downloads and applies its settings.")
+    p.add_argument("--config", metavar="PATH", help="configuration file (default $PROVD_CONFIG, then "
+                   "/etc/provd/provd.yaml)")
+    p.add_argument("-v", "--verbose", action="store_true", help="more detail")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    v = sub.add_parser("validate", help="check provisioning files offline (type, XML, schema after migration)")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.add_argument("--json", action="store_true")
+
+    a = sub.add_parser("apply", help="apply a settings patch or operations file from disk (restore backup)")
+    a.add_argument("file", metavar="FILE")
+    a.add_argument("--json", action="store_true")
+
+    b = sub.add_parser("backup", help="the whole configuration as a settings-patch file")
+    b.add_argument("-o", "--output", metavar="FILE")
+
+    s = sub.add_parser("show", help="the current settings as XML")
+    s.add_argument("section", nargs="?", metavar="SECTION")
+
+    h = sub.add_parser("history", help="committed generations")
+    h.add_argument("--json", action="store_true")
+
+    r = sub.add_parser("rollback", help="restore an earlier generation as a new one")
+    r.add_argument("generation", type=int, metavar="GENERATION")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = _Out(args.quiet, args.verbose)
+    try:
+        from provd import config, local
+
+        settings = local.Settings(config.load(args.config))
+        try:
+            handler = _COMMANDS[args.command]
+            return handler(settings, args, out)
+        finally:
+            settings.close()
+    except ProvdError as exc:
+        out.error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+def _cmd_validate(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+    ok = True
+    results: list[dict[str, Any]] = []
+    for name in args.files:
+        entry: dict[str, Any] = {"file": name, "valid": False, "errors": [], "warnings": []}
+        results.append(entry)
+        try:
+            doc, changes = settings.validate(Path(name))
+        except ProvdError as exc:
+            ok = False
+            entry["errors"].append(str(exc))
+            if not args.json:
+                out.error(str(exc))
+            continue
+        entry["type"] = doc.kind.value
+        entry["warnings"] = doc.warnings + [w for c in changes for w in c.warnings]
+        entry["errors"] = [e for c in changes for e in c.errors]
+        entry["sections"] = [c.to_json() for c in changes]
+        entry["valid"] = not entry["errors"]
+        ok = ok and entry["valid"]
+        if not args.json:
+            for w in entry["warnings"]:
+                out.warn(w)
+            for e in entry["errors"]:
+                out.error(e)
+            names = ", ".join(c.section for c in changes)
+            verdict = "valid" if entry["valid"] else "invalid"
+            out.info(f"{name}: {verdict} ({doc.kind.value}{': ' + names if names else ''})")
+    if args.json:
+        print(json.dumps({"valid": ok, "files": results}, indent=2))
+    return 0 if ok else 1
+
+
+def _cmd_apply(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+    result = settings.apply(Path(args.file))
+    if args.json:
+        print(json.dumps(result.report, indent=2))
+    else:
+        for w in result.warnings:
+            out.warn(w)
+        for change in result.changes:
+            out.info(f"  {change.section}: {change.action.value}")
+        for e in result.errors:
+            out.error(e)
+        if result.generation is not None:
+            out.info(f"applied: generation {result.generation} ({', '.join(result.sections_changed)})")
+        else:
+            out.info("unchanged: nothing to commit")
+    return 1 if result.rejected else 0
+
+
+def _cmd_backup(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+    text = settings.configuration_xml(backup=True)
+    if args.output:
+        target = Path(args.output)
+        tmp = target.with_name(target.name + ".tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(target)
+        except OSError as exc:
+            raise ProvdError(f"{target}: cannot write backup: {exc.strerror}") from exc
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_show(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+    if args.section:
+        sys.stdout.write(settings.section_xml(args.section))
+    else:
+        sys.stdout.write(settings.configuration_xml(backup=False))
+    return 0
+
+
+def _cmd_history(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+    gens = settings.store.history()
+    if args.json:
+        print(json.dumps([{"generation": g.number, "time": g.time, "trigger": g.trigger, "source": g.source,
+                           "sections_changed": list(g.sections)} for g in gens], indent=2))
+        return 0
+    for g in gens:
+        print(f"{g.number:>5}  {g.time}  {g.trigger:<10} {', '.join(g.sections) or '-'}  {g.source}")
+    return 0
+
+
+def _cmd_rollback(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+    gen, sections = settings.rollback(args.generation)
+    if gen is None:
+        out.info(f"unchanged: the settings already equal generation {args.generation}")
+    else:
+        out.info(f"rolled back to generation {args.generation} as generation {gen} ({', '.join(sections)})")
+    return 0
+
+
+_COMMANDS = {
+    "validate": _cmd_validate,
+    "apply": _cmd_apply,
+    "backup": _cmd_backup,
+    "show": _cmd_show,
+    "history": _cmd_history,
+    "rollback": _cmd_rollback,
+}

@@ -1,0 +1,115 @@
+"""The exception tree of provd: every failure a user can meet is one of these, with structured fields.
+
+    ProvdError
+    ├── ConfigError                 the daemon configuration (YAML) is unreadable or wrong
+    ├── DocumentError               a provisioning file (or a stored section) is not acceptable
+    │   ├── DocumentTooLarge        over http.max_file_bytes, refused before parsing
+    │   ├── UnsafeDocument          DOCTYPE, entities: refused, never expanded
+    │   ├── MalformedDocument       not well-formed XML
+    │   ├── UnknownDocumentType     root element names no known file type or section
+    │   ├── SchemaError             fails its XSD
+    │   ├── MigrationError          a migration step could not be applied
+    │   └── OperationError          an operations entry failed (bad XPath, wrong selection)
+    ├── RefusedDocument             a well-formed file of a type this door does not take (reference in apply)
+    ├── StoreError                  the settings store cannot be opened, is corrupt, or a write failed
+    │   └── UnknownGeneration       rollback to a generation that is not kept
+    └── UnknownSection              `show` of a section provd does not have
+
+`retryable` says whether trying the same thing again later may succeed (network-ish failures); none of
+the settings-engine errors are.
+"""
+
+from __future__ import annotations
+
+
+class ProvdError(Exception):
+    """Base of all provd errors; `str()` is the one-line message the CLI prints."""
+
+    retryable: bool = False
+
+
+class ConfigError(ProvdError):
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class DocumentError(ProvdError):
+    """A document failed; `source` names the file or URL, `line` and `xpath` the place when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        xpath: str | None = None,
+    ) -> None:
+        self.message = message
+        self.source = source
+        self.line = line
+        self.xpath = xpath
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = self.source or "<document>"
+        if self.line is not None:
+            where += f":{self.line}"
+        text = f"{where}: {self.message}"
+        if self.xpath:
+            text += f" (at {self.xpath})"
+        return text
+
+    def located(self, source: str) -> DocumentError:
+        """The same error naming `source`; used when the parser did not know the file name."""
+        self.source = source
+        self.args = (self._render(),)
+        return self
+
+
+class DocumentTooLarge(DocumentError):
+    pass
+
+
+class UnsafeDocument(DocumentError):
+    pass
+
+
+class MalformedDocument(DocumentError):
+    pass
+
+
+class UnknownDocumentType(DocumentError):
+    pass
+
+
+class SchemaError(DocumentError):
+    pass
+
+
+class MigrationError(DocumentError):
+    pass
+
+
+class OperationError(DocumentError):
+    pass
+
+
+class RefusedDocument(ProvdError):
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        super().__init__(f"{source}: {message}" if source else message)
+        self.source = source
+
+
+class StoreError(ProvdError):
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class UnknownGeneration(StoreError):
+    pass
+
+
+class UnknownSection(ProvdError):
+    pass

@@ -1,0 +1,237 @@
+"""The settings engine: apply parsed provisioning documents to a working copy of the settings.
+
+Per section: detect the version, migrate step by step, merge or replace, drop what the current XSD does
+not know, validate; a section that fails is rejected alone (DESIGN §5) and the working copy keeps its
+previous state. Operations are all-or-nothing per section (DESIGN §4). Nothing here writes anywhere: the
+caller commits `WorkingCopy.changed()` to the store in one transaction.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+from provd import xmltree
+from provd.core import migrate, operations, patch, shape, versions
+from provd.core.documents import Document, DocumentKind
+from provd.errors import DocumentError, RefusedDocument, SchemaError
+from provd.model import ChangeAction, SectionChange
+from provd.schemas import Catalog
+from provd.xmltree import Element, element_children
+
+# (version, xml text) of a stored section, or None when the store has none (factory default then).
+Loader = Callable[[str], tuple[str, str] | None]
+
+
+class WorkingCopy:
+    """The settings as one run changes them: sections parsed on first use, migrated to current."""
+
+    def __init__(self, catalog: Catalog, load: Loader) -> None:
+        self._catalog = catalog
+        self._load = load
+        self._sections: dict[str, Element] = {}
+        self._original: dict[str, str] = {}
+        self.warnings: list[str] = []
+
+    def get(self, name: str) -> Element:
+        """The current state of `name`; callers copy before changing it."""
+        el = self._sections.get(name)
+        if el is None:
+            stored = self._load(name)
+            if stored is None:
+                el = self._catalog.default(name)
+                self._original[name] = ""
+            else:
+                version, text = stored
+                el = xmltree.parse(text.encode("utf-8"), source=f"store:{name}")
+                self._original[name] = text
+                if version != self._catalog.current(name):
+                    # Stored under an older firmware's version: bring it up like any patch.
+                    self.warnings += _migrate(self._catalog, el, version, source=f"store:{name}")
+            self._sections[name] = el
+        return el
+
+    def put(self, name: str, el: Element) -> None:
+        if el.getparent() is not None or el.getroottree().getroot() is not el:
+            el = copy.deepcopy(el)  # XPath and XSD treat a section as its own document
+        self.get(name)
+        self._sections[name] = el
+
+    def changed(self) -> dict[str, tuple[str, str]]:
+        """{section: (version, text)} for every section whose serialised form differs from the store's."""
+        out = {}
+        for name, el in self._sections.items():
+            text = xmltree.serialize(el)
+            if text != self._original.get(name):
+                out[name] = (self._catalog.current(name), text)
+        return out
+
+
+def apply_document(catalog: Catalog, wc: WorkingCopy, doc: Document) -> list[SectionChange]:
+    """Apply a patch or operations document to `wc`.
+
+    Raises:
+        RefusedDocument: a reference document (the fetch engine expands those).
+        DocumentError: the document as a whole is unusable (bad `patchDefault`, operations schema).
+    """
+    if doc.kind is DocumentKind.PATCH:
+        return _apply_patch(catalog, wc, doc)
+    if doc.kind is DocumentKind.OPERATIONS:
+        return _apply_operations(catalog, wc, doc)
+    raise RefusedDocument("a reference file cannot be applied directly", source=doc.source)
+
+
+def check_document(catalog: Catalog, doc: Document) -> list[SectionChange]:
+    """`provd validate`: a patch is valid when applying it to the factory defaults gives valid sections;
+    reference and operations files are checked against their own schemas (and XPath syntax).
+
+    Raises:
+        DocumentError: the document as a whole is invalid.
+    """
+    if doc.kind is DocumentKind.PATCH:
+        return _apply_patch(catalog, WorkingCopy(catalog, lambda _name: None), doc)
+    if doc.kind is DocumentKind.REFERENCE:
+        _check_schema(catalog.file_schema("provisioning_references"), doc)
+        return []
+    _check_schema(catalog.file_schema("operations"), doc)
+    changes = []
+    for op in operations.parse_operations(doc.root, source=doc.source):
+        if op.section not in catalog.sections:
+            raise SchemaError(f"unknown section {op.section!r}", source=doc.source, line=op.line, xpath=op.path)
+        xmltree.xpath_select(xmltree.new_element(op.section), op.path, source=doc.source)  # syntax only
+        if not any(c.section == op.section for c in changes):
+            changes.append(SectionChange(op.section, ChangeAction.OPERATIONS, doc.source))
+    return changes
+
+
+def _check_schema(schema: xmltree.Schema, doc: Document) -> None:
+    issues = schema.issues(doc.root)
+    if issues:
+        first = issues[0]
+        raise SchemaError(first.message, source=doc.source, line=first.line, xpath=first.xpath)
+
+
+def _apply_patch(catalog: Catalog, wc: WorkingCopy, doc: Document) -> list[SectionChange]:
+    root = doc.root
+    if root.tag == "configuration":
+        default_merge = patch.parse_bool(root.get("patchDefault"), default=True, source=doc.source,
+                                         xpath="/configuration/@patchDefault")
+        sections = list(element_children(root))
+    else:
+        default_merge, sections = True, [root]
+    return [_apply_section(catalog, wc, el, default_merge, doc.source) for el in sections]
+
+
+def _apply_section(catalog: Catalog, wc: WorkingCopy, el: Element, default_merge: bool,
+                   source: str) -> SectionChange:
+    name = str(el.tag)
+    if name not in catalog.sections:
+        return SectionChange(name, ChangeAction.REJECTED, source,
+                             errors=[f"{source}:{el.sourceline}: unknown settings section <{name}>"])
+    try:
+        merge = patch.parse_bool(el.get("patch"), default=default_merge, source=source,
+                                 xpath=f"/{name}/@patch")
+        change = SectionChange(name, ChangeAction.MERGED if merge else ChangeAction.REPLACED, source)
+        declared = el.get("version")
+        version = _detect_version(catalog, name, el) if declared is None else None
+        if declared is not None:
+            version, warning = versions.resolve_version(declared, catalog.versions(name))
+            if warning:
+                change.warnings.append(f"{source}: <{name}>: {warning}")
+        assert version is not None
+        change.warnings += _migrate(catalog, el, version, source=source)
+        current = catalog.current(name)
+        result = _combine(catalog, wc, el, merge)
+        issues = catalog.schema(name, current).issues(result)
+        if issues:
+            dropped = shape.unknown_nodes(el, catalog.shape(name, current), prune=True)
+            if dropped:
+                change.warnings += [f"{source}: dropped {p}: unknown in {name} {current}" for p in dropped]
+                result = _combine(catalog, wc, el, merge)
+                issues = catalog.schema(name, current).issues(result)
+        if issues:
+            change.action = ChangeAction.REJECTED
+            change.errors = [_issue_text(source, i) for i in issues]
+            return change
+    except DocumentError as exc:
+        return SectionChange(name, ChangeAction.REJECTED, source, errors=[str(exc)])
+    for attr in patch.CONTROL_ATTRIBUTES:
+        result.attrib.pop(attr, None)
+    result.set("version", current)
+    wc.put(name, result)
+    return change
+
+
+def _combine(catalog: Catalog, wc: WorkingCopy, el: Element, merge: bool) -> Element:
+    name = str(el.tag)
+    if not merge:
+        return copy.deepcopy(el)
+    base = copy.deepcopy(wc.get(name))
+    patch.merge(base, el, catalog.shape(name, catalog.current(name)))
+    return base
+
+
+def _detect_version(catalog: Catalog, name: str, el: Element) -> str:
+    """DESIGN §5: validate against the known XSDs, newest first; a partial merge patch fails every XSD
+    whose required elements it lacks, so the next test is whether a version knows every element it has;
+    none → the oldest."""
+    newest_first = list(reversed(catalog.versions(name)))
+    for version in newest_first:
+        if not catalog.schema(name, version).issues(el):
+            return version
+    for version in newest_first:
+        if not shape.unknown_nodes(el, catalog.shape(name, version), prune=False):
+            return version
+    return newest_first[-1]
+
+
+def _migrate(catalog: Catalog, el: Element, version: str, *, source: str) -> list[str]:
+    """Run the steps from `version` up to the current one on `el` in place."""
+    name = str(el.tag)
+    notes = []
+    chain = catalog.versions(name)
+    for step_from in chain[chain.index(version):-1]:
+        step = catalog.migrations.get(step_from)
+        if step is None:
+            continue
+        for line in migrate.apply_steps(el, step.steps.get(name, ())):
+            notes.append(f"{source}: <{name}> {step.source}→{step.target}: {line}")
+    return notes
+
+
+def _issue_text(source: str, issue: xmltree.Issue) -> str:
+    where = f"{source}:{issue.line}" if issue.line else source
+    text = f"{where}: {issue.message}"
+    return f"{text} (at {issue.xpath})" if issue.xpath else text
+
+
+def _apply_operations(catalog: Catalog, wc: WorkingCopy, doc: Document) -> list[SectionChange]:
+    _check_schema(catalog.file_schema("operations"), doc)
+    ops = operations.parse_operations(doc.root, source=doc.source)
+    by_section: dict[str, list[operations.Operation]] = {}
+    for op in ops:
+        by_section.setdefault(op.section, []).append(op)
+    changes = []
+    for name, section_ops in by_section.items():
+        change = SectionChange(name, ChangeAction.OPERATIONS, doc.source)
+        changes.append(change)
+        if name not in catalog.sections:
+            change.action = ChangeAction.REJECTED
+            change.errors = [f"{doc.source}: unknown settings section {name!r}; its operations were discarded"]
+            continue
+        root = copy.deepcopy(wc.get(name))
+        try:
+            for op in section_ops:
+                root = operations.apply_operation(root, op, source=doc.source)
+        except DocumentError as exc:
+            change.action = ChangeAction.REJECTED
+            change.errors = [f"{exc}; all operations on <{name}> were discarded"]
+            continue
+        issues = catalog.schema(name, catalog.current(name)).issues(root)
+        if issues:
+            change.action = ChangeAction.REJECTED
+            change.errors = [_issue_text(doc.source, i) for i in issues]
+            change.errors.append(f"{doc.source}: the result is invalid; all operations on <{name}> were discarded")
+            continue
+        wc.put(name, root)
+    return changes

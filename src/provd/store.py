@@ -1,0 +1,180 @@
+"""The settings store (DESIGN §3): SQLite in WAL mode with synchronous=FULL, one transaction per commit.
+
+The only module that imports sqlite3. Each commit is a generation holding the sections it changed; the state
+at a generation is, per section, the newest row at or before it. The last `KEEP` generations stay for
+rollback; older rows are pruned except those still needed as a base. A store that fails its integrity check
+is reported and left exactly as it is, never replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from provd.errors import StoreError, UnknownGeneration
+from provd.model import Generation
+
+KEEP = 20
+_SCHEMA_VERSION = 1
+
+_DDL = """
+CREATE TABLE generations (
+    id INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    source TEXT NOT NULL,
+    sections TEXT NOT NULL,
+    report TEXT NOT NULL
+);
+CREATE TABLE section_rows (
+    name TEXT NOT NULL,
+    generation INTEGER NOT NULL REFERENCES generations(id),
+    version TEXT NOT NULL,
+    xml TEXT NOT NULL,
+    PRIMARY KEY (name, generation)
+) WITHOUT ROWID;
+"""
+
+Sections = Mapping[str, tuple[str, str]]  # name -> (version, xml)
+
+
+class Store:
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, factory: Sections) -> Store:
+        """Open (creating it with `factory` as generation 1 if absent) and check the store.
+
+        Raises:
+            StoreError: cannot be created or opened, is not a provd store, or is corrupt.
+        """
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open settings store: {exc}", path=str(path)) from exc
+        store = cls(conn, path)
+        try:
+            store._prepare(factory)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"settings store is unreadable ({exc}); it was left as it is", path=str(path)) from exc
+        except StoreError:
+            conn.close()
+            raise
+        return store
+
+    def _prepare(self, factory: Sections) -> None:
+        c = self._conn
+        c.execute("PRAGMA busy_timeout = 10000")
+        mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"cannot switch the store to WAL (journal_mode={mode})", path=str(self.path))
+        c.execute("PRAGMA synchronous = FULL")
+        c.execute("PRAGMA foreign_keys = ON")
+        check = c.execute("PRAGMA quick_check").fetchall()
+        if check != [("ok",)]:
+            detail = "; ".join(str(r[0]) for r in check[:3])
+            raise StoreError(f"settings store is corrupt ({detail}); it was left as it is", path=str(self.path))
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if version == 0 and not tables:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _DDL.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+                c.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        elif version != _SCHEMA_VERSION or not {"generations", "section_rows"} <= tables:
+            raise StoreError(f"not a provd settings store (schema version {version}); it was left as it is",
+                             path=str(self.path))
+        if c.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 0:
+            self.commit(factory, trigger="factory", source="schemas/defaults", report={})
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def section(self, name: str, generation: int | None = None) -> tuple[str, str] | None:
+        """(version, xml) of `name` now, or at `generation`; None when the store has no such section."""
+        row = self._conn.execute(
+            "SELECT version, xml FROM section_rows WHERE name = ? AND generation <= ? "
+            "ORDER BY generation DESC LIMIT 1", (name, generation if generation is not None else 2**62)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def state(self, generation: int | None = None) -> dict[str, tuple[str, str]]:
+        """Every section at `generation` (default: now)."""
+        gen = generation if generation is not None else 2**62
+        rows = self._conn.execute(
+            "SELECT r.name, r.version, r.xml FROM section_rows r WHERE r.generation = ("
+            "SELECT MAX(generation) FROM section_rows s WHERE s.name = r.name AND s.generation <= ?)"
+            " ORDER BY r.name", (gen,))
+        return {name: (version, xml) for name, version, xml in rows}
+
+    def current_generation(self) -> int:
+        return int(self._conn.execute("SELECT MAX(id) FROM generations").fetchone()[0] or 0)
+
+    def commit(self, changed: Sections, *, trigger: str, source: str, report: Mapping[str, object]) -> int:
+        """Write `changed` as a new generation in one transaction; returns its number.
+
+        Raises:
+            StoreError: the write failed (the store keeps the previous generation).
+        """
+        c = self._conn
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                cur = c.execute(
+                    "INSERT INTO generations (time, trigger, source, sections, report) VALUES (?, ?, ?, ?, ?)",
+                    (now, trigger, source, json.dumps(sorted(changed)), json.dumps(report, sort_keys=True)))
+                gen = int(cur.lastrowid or 0)
+                c.executemany("INSERT INTO section_rows (name, generation, version, xml) VALUES (?, ?, ?, ?)",
+                              [(name, gen, v, xml) for name, (v, xml) in sorted(changed.items())])
+                self._prune(gen)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"commit failed: {exc}", path=str(self.path)) from exc
+        return gen
+
+    def _prune(self, newest: int) -> None:
+        oldest_kept = newest - KEEP + 1
+        if oldest_kept <= 1:
+            return
+        # A row older than the oldest kept generation is still the base of that generation's state unless a
+        # newer row of the same section at or before it exists.
+        self._conn.execute(
+            "DELETE FROM section_rows AS r WHERE r.generation < :k AND EXISTS ("
+            "SELECT 1 FROM section_rows s WHERE s.name = r.name AND s.generation > r.generation "
+            "AND s.generation <= :k)", {"k": oldest_kept})
+        self._conn.execute(
+            "DELETE FROM generations WHERE id < :k AND id NOT IN (SELECT generation FROM section_rows)",
+            {"k": oldest_kept})
+
+    def history(self) -> list[Generation]:
+        rows = self._conn.execute(
+            "SELECT id, time, trigger, source, sections FROM generations WHERE id >= ? ORDER BY id",
+            (self.current_generation() - KEEP + 1,))
+        return [Generation(i, t, tr, s, tuple(json.loads(secs))) for i, t, tr, s, secs in rows]
+
+    def check_generation(self, generation: int) -> None:
+        """Raises: UnknownGeneration unless `generation` is one of the kept ones."""
+        if generation not in {g.number for g in self.history()}:
+            raise UnknownGeneration(f"generation {generation} is not kept (see provd history)", path=str(self.path))
+
+
+def default_store_path(state_dir: str) -> Path:
+    return Path(os.path.expanduser(state_dir)) / "settings.db"

@@ -1,0 +1,147 @@
+"""The lxml adapter: the one module that touches lxml's parser, serialiser, XPath and XSD engines.
+
+It does no I/O (bytes in, trees out) and translates lxml's exceptions into provd's. The parser is
+configured once, hostile-input safe: no DTD loading, no entity expansion, no network, no XInclude
+(never called), libxml2's default depth limit (no `huge_tree`). Comments and processing instructions are
+dropped and blank text between elements removed, so that the same settings always serialise identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+from lxml import etree
+
+from provd.errors import MalformedDocument, OperationError, UnsafeDocument
+
+if TYPE_CHECKING:
+    Element = etree._Element
+else:
+    Element = object
+
+XSD_NS = "http://www.w3.org/2001/XMLSchema"
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+    remove_blank_text=True,
+    collect_ids=False,
+)
+
+
+def parse(data: bytes, *, source: str | None = None) -> Element:
+    """Parse a whole document with the safe parser and return its root.
+
+    Raises:
+        MalformedDocument: not well-formed (line number from libxml2).
+        UnsafeDocument: a DOCTYPE survived the prolog check (belt and braces).
+    """
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        line = exc.lineno if exc.lineno else None
+        raise MalformedDocument(f"not well-formed XML: {exc.msg}", source=source, line=line) from exc
+    if root.getroottree().docinfo.doctype:
+        raise UnsafeDocument("a DOCTYPE is not allowed", source=source, line=1)
+    return root
+
+
+def new_element(tag: str, text: str | None = None) -> Element:
+    el = etree.Element(tag)
+    if text is not None:
+        el.text = text
+    return el
+
+
+def serialize(el: Element) -> str:
+    """Deterministic, indented text of one element (no declaration); the store's and backup's format."""
+    return cast(str, etree.tostring(el, encoding="unicode", pretty_print=True))
+
+
+def is_element(node: object) -> bool:
+    return isinstance(node, etree._Element) and isinstance(node.tag, str)
+
+
+def element_children(el: Element) -> Iterator[Element]:
+    """Child elements only (comments and PIs never reach here, but entities or foreign nodes might)."""
+    for child in el:
+        if isinstance(child.tag, str):
+            yield child
+
+
+def node_path(el: Element) -> str:
+    """An absolute XPath naming `el` (with positions), for error messages."""
+    return cast(str, el.getroottree().getpath(el))
+
+
+@dataclass(frozen=True)
+class XPathHit:
+    """One XPath result: an element, or something else described for the error message."""
+
+    element: Element | None
+    description: str
+
+
+def xpath_select(root: Element, expression: str, *, source: str | None = None) -> list[XPathHit]:
+    """Evaluate `expression` on the document `root` belongs to.
+
+    Raises:
+        OperationError: syntax error or evaluation error (bad function, bad predicate).
+    """
+    try:
+        compiled = etree.XPath(expression)
+    except etree.XPathSyntaxError as exc:
+        raise OperationError(f"invalid XPath: {exc}", source=source, xpath=expression) from exc
+    try:
+        result = compiled(root)
+    except etree.XPathError as exc:
+        raise OperationError(f"XPath cannot be evaluated: {exc}", source=source, xpath=expression) from exc
+    if not isinstance(result, list):
+        return [XPathHit(None, f"a {type(result).__name__} value")]
+    hits = []
+    for node in result:
+        if isinstance(node, etree._Element) and isinstance(node.tag, str):
+            hits.append(XPathHit(node, node.tag))
+        elif getattr(node, "is_attribute", False):
+            hits.append(XPathHit(None, "an attribute"))
+        elif isinstance(node, str):
+            hits.append(XPathHit(None, "text"))
+        else:
+            hits.append(XPathHit(None, "a non-element node"))
+    return hits
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One validation problem: where (line, XPath) and what."""
+
+    line: int | None
+    xpath: str | None
+    message: str
+
+
+class Schema:
+    """A compiled XSD (libxml2): fast validation on the apply path."""
+
+    def __init__(self, xsd_root: Element, *, name: str) -> None:
+        try:
+            self._schema = etree.XMLSchema(xsd_root)
+        except etree.XMLSchemaParseError as exc:
+            raise MalformedDocument(f"invalid XSD: {exc}", source=name) from exc
+        self.name = name
+
+    def issues(self, el: Element) -> list[Issue]:
+        """Every problem of `el` validated as a document root; empty when valid."""
+        if self._schema.validate(el):
+            return []
+        return [
+            Issue(entry.line or None, entry.path or None, entry.message)
+            for entry in cast(Iterator[etree._LogEntry], iter(self._schema.error_log))
+        ]
