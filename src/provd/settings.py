@@ -31,6 +31,7 @@ class WorkingCopy:
         self._load = load
         self._sections: dict[str, Element] = {}
         self._original: dict[str, str] = {}
+        self._dirty: set[str] = set()
         self.warnings: list[str] = []
 
     def get(self, name: str) -> Element:
@@ -40,14 +41,15 @@ class WorkingCopy:
             stored = self._load(name)
             if stored is None:
                 el = self._catalog.default(name)
-                self._original[name] = ""
+                self._original[name] = xmltree.serialize(el)
             else:
                 version, text = stored
                 el = xmltree.parse(text.encode("utf-8"), source=f"store:{name}")
                 self._original[name] = text
                 if version != self._catalog.current(name):
                     # Stored under an older firmware's version: bring it up like any patch.
-                    self.warnings += _migrate(self._catalog, el, version, source=f"store:{name}")
+                    self.warnings += _migrate(self._catalog, el, version, full=True,
+                                              source=f"store:{name}")
             self._sections[name] = el
         return el
 
@@ -56,12 +58,13 @@ class WorkingCopy:
             el = copy.deepcopy(el)  # XPath and XSD treat a section as its own document
         self.get(name)
         self._sections[name] = el
+        self._dirty.add(name)
 
     def changed(self) -> dict[str, tuple[str, str]]:
         """{section: (version, text)} for every section whose serialised form differs from the store's."""
         out = {}
-        for name, el in self._sections.items():
-            text = xmltree.serialize(el)
+        for name in sorted(self._dirty):
+            text = xmltree.serialize(self._sections[name])
             if text != self._original.get(name):
                 out[name] = (self._catalog.current(name), text)
         return out
@@ -94,7 +97,7 @@ def check_document(catalog: Catalog, doc: Document) -> list[SectionChange]:
         _check_schema(catalog.file_schema("provisioning_references"), doc)
         return []
     _check_schema(catalog.file_schema("operations"), doc)
-    changes = []
+    changes: list[SectionChange] = []
     for op in operations.parse_operations(doc.root, source=doc.source):
         if op.section not in catalog.sections:
             raise SchemaError(f"unknown section {op.section!r}", source=doc.source, line=op.line, xpath=op.path)
@@ -127,7 +130,7 @@ def _apply_section(catalog: Catalog, wc: WorkingCopy, el: Element, default_merge
     name = str(el.tag)
     if name not in catalog.sections:
         return SectionChange(name, ChangeAction.REJECTED, source,
-                             errors=[f"{source}:{el.sourceline}: unknown settings section <{name}>"])
+                             errors=[f"{source}:{xmltree.line(el)}: unknown settings section <{name}>"])
     try:
         merge = patch.parse_bool(el.get("patch"), default=default_merge, source=source,
                                  xpath=f"/{name}/@patch")
@@ -139,7 +142,7 @@ def _apply_section(catalog: Catalog, wc: WorkingCopy, el: Element, default_merge
             if warning:
                 change.warnings.append(f"{source}: <{name}>: {warning}")
         assert version is not None
-        change.warnings += _migrate(catalog, el, version, source=source)
+        change.warnings += _migrate(catalog, el, version, full=not merge, source=source)
         current = catalog.current(name)
         result = _combine(catalog, wc, el, merge)
         issues = catalog.schema(name, current).issues(result)
@@ -156,7 +159,8 @@ def _apply_section(catalog: Catalog, wc: WorkingCopy, el: Element, default_merge
     except DocumentError as exc:
         return SectionChange(name, ChangeAction.REJECTED, source, errors=[str(exc)])
     for attr in patch.CONTROL_ATTRIBUTES:
-        result.attrib.pop(attr, None)
+        if attr in result.attrib:
+            del result.attrib[attr]
     result.set("version", current)
     wc.put(name, result)
     return change
@@ -185,7 +189,7 @@ def _detect_version(catalog: Catalog, name: str, el: Element) -> str:
     return newest_first[-1]
 
 
-def _migrate(catalog: Catalog, el: Element, version: str, *, source: str) -> list[str]:
+def _migrate(catalog: Catalog, el: Element, version: str, *, full: bool, source: str) -> list[str]:
     """Run the steps from `version` up to the current one on `el` in place."""
     name = str(el.tag)
     notes = []
@@ -194,7 +198,7 @@ def _migrate(catalog: Catalog, el: Element, version: str, *, source: str) -> lis
         step = catalog.migrations.get(step_from)
         if step is None:
             continue
-        for line in migrate.apply_steps(el, step.steps.get(name, ())):
+        for line in migrate.apply_steps(el, step.steps.get(name, ()), full=full):
             notes.append(f"{source}: <{name}> {step.source}→{step.target}: {line}")
     return notes
 

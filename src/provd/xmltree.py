@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from lxml import etree
 
@@ -48,7 +48,7 @@ def parse(data: bytes, *, source: str | None = None) -> Element:
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if exc.lineno else None
         raise MalformedDocument(f"not well-formed XML: {exc.msg}", source=source, line=line) from exc
-    if root.getroottree().docinfo.doctype:
+    if cast(str, getattr(root.getroottree().docinfo, "doctype", "")):
         raise UnsafeDocument("a DOCTYPE is not allowed", source=source, line=1)
     return root
 
@@ -62,7 +62,7 @@ def new_element(tag: str, text: str | None = None) -> Element:
 
 def serialize(el: Element) -> str:
     """Deterministic, indented text of one element (no declaration); the store's and backup's format."""
-    return cast(str, etree.tostring(el, encoding="unicode", pretty_print=True))
+    return etree.tostring(el, encoding="unicode", pretty_print=True)
 
 
 def is_element(node: object) -> bool:
@@ -76,9 +76,18 @@ def element_children(el: Element) -> Iterator[Element]:
             yield child
 
 
+def line(el: Element) -> int | None:
+    """The source line of `el` (None for elements made in memory); lxml-stubs mistype it."""
+    return cast(int | None, el.sourceline)
+
+
+def tag(el: Element) -> str:
+    return str(el.tag)
+
+
 def node_path(el: Element) -> str:
     """An absolute XPath naming `el` (with positions), for error messages."""
-    return cast(str, el.getroottree().getpath(el))
+    return el.getroottree().getpath(el)
 
 
 @dataclass(frozen=True)
@@ -143,5 +152,5 @@ class Schema:
             return []
         return [
             Issue(entry.line or None, entry.path or None, entry.message)
-            for entry in cast(Iterator[etree._LogEntry], iter(self._schema.error_log))
+            for entry in list(cast(Any, self._schema.error_log))
         ]

@@ -63,7 +63,7 @@ def detect_kind(root: Element, *, source: str, sections: frozenset[str]) -> Docu
     tag = root.tag
     if not isinstance(tag, str) or tag.startswith("{"):
         raise UnknownDocumentType(f"root element {tag!r} is in a namespace; provisioning files have none",
-                                  source=source, line=root.sourceline, xpath="/*")
+                                  source=source, line=xmltree.line(root), xpath="/*")
     if tag == "configuration" or tag in sections:
         return DocumentKind.PATCH
     if tag == "referencedSettings":
@@ -72,7 +72,7 @@ def detect_kind(root: Element, *, source: str, sections: frozenset[str]) -> Docu
         return DocumentKind.OPERATIONS
     raise UnknownDocumentType(
         f"root element <{tag}> is not configuration, referencedSettings, operations or a known section",
-        source=source, line=root.sourceline, xpath=f"/{tag}")
+        source=source, line=xmltree.line(root), xpath=f"/{tag}")
 
 
 def _normalise_encoding(data: bytes, source: str, warnings: list[str]) -> bytes:

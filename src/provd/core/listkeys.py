@@ -2,7 +2,8 @@
 
 A path names an element by its tags from the section root; `*` matches any one tag. An entry keyed by an
 attribute is matched on that attribute and replaced whole (or appended). `POSITION` matches the n-th entry
-of the patch with the n-th stored one (identities: exactly six, no key attribute in the vendor format).
+of the patch with the n-th stored one and merges it like a record (identities: exactly six fixed slots,
+no key attribute in the vendor format; an empty `<identity/>` in a patch leaves its slot as it is).
 `WHOLE` elements are not merged inside: the patch's element replaces the stored one (lists of plain values,
 opaque Lua/function trees).
 """

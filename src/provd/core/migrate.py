@@ -17,7 +17,7 @@ from provd.xmltree import Element, element_children
 
 class StepKind(Enum):
     RENAME = "rename"  # every selected element gets the new tag
-    ADD = "add"  # every selected parent lacking `name` gets <name>default</name>
+    ADD = "add"  # every selected parent lacking `name` gets <name>default</name> (full sections only)
     REMOVE = "remove"  # every selected element goes
     MOVE = "move"  # every selected element moves to `to` (last step = its new tag), containers created
 
@@ -55,13 +55,13 @@ def parse_migration(root: Element, *, source: str) -> Migration:
                 kind = StepKind(str(entry.tag))
             except ValueError:
                 raise MigrationError(f"unknown migration step <{entry.tag}>", source=source,
-                                     line=entry.sourceline) from None
+                                     line=xmltree.line(entry)) from None
             note = " ".join((entry.findtext("note") or "").split())
             step = Step(kind, entry.get("path", entry.get("parent", "")), entry.get("to", ""),
                         entry.get("name", ""), entry.get("default", ""), note)
             if not step.path or (kind in (StepKind.RENAME, StepKind.MOVE) and not step.to) or (
                     kind is StepKind.ADD and not step.name):
-                raise MigrationError(f"incomplete <{kind.value}> step", source=source, line=entry.sourceline)
+                raise MigrationError(f"incomplete <{kind.value}> step", source=source, line=xmltree.line(entry))
             items.append(step)
         steps[section.get("name", "")] = tuple(items)
     return Migration(root.get("from", ""), root.get("to", ""), steps)
@@ -76,8 +76,12 @@ def select(root: Element, path: str) -> list[Element]:
     return current
 
 
-def apply_steps(root: Element, steps: tuple[Step, ...]) -> list[str]:
-    """Apply `steps` to the section `root` in place; returns a line per change made (for the report)."""
+def apply_steps(root: Element, steps: tuple[Step, ...], *, full: bool) -> list[str]:
+    """Apply `steps` to the section `root` in place; returns a line per change made (for the report).
+
+    `full` is false for a merge patch, which may hold any subset of a section: an `add` step then does
+    nothing, since adding the new element's default would overwrite the stored value the patch left alone.
+    """
     done: list[str] = []
     for step in steps:
         if step.kind is StepKind.RENAME:
@@ -91,6 +95,8 @@ def apply_steps(root: Element, steps: tuple[Step, ...]) -> list[str]:
                     parent.remove(el)
                     done.append(f"removed {step.path}")
         elif step.kind is StepKind.ADD:
+            if not full:
+                continue
             for parent in select(root, step.path):
                 if parent.find(step.name) is None:
                     parent.append(xmltree.new_element(step.name, step.default))

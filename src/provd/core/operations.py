@@ -46,17 +46,17 @@ def parse_operations(root: Element, *, source: str) -> list[Operation]:
         try:
             kind = OperationKind(str(entry.tag))
         except ValueError:
-            raise OperationError(f"unknown operation <{entry.tag}>", source=source, line=entry.sourceline,
+            raise OperationError(f"unknown operation <{entry.tag}>", source=source, line=xmltree.line(entry),
                                  xpath=xmltree.node_path(entry)) from None
         raw = entry.get("path")
         if raw is None:
-            raise OperationError(f"<{kind.value}> has no path", source=source, line=entry.sourceline)
+            raise OperationError(f"<{kind.value}> has no path", source=source, line=xmltree.line(entry))
         path = normalise_path(raw)
         match = _FIRST_STEP.match(path)
         if match is None:
             raise OperationError("path must be absolute and begin with the section's name", source=source,
-                                 line=entry.sourceline, xpath=raw)
-        ops.append(Operation(kind, path, match.group(1), tuple(element_children(entry)), entry.sourceline))
+                                 line=xmltree.line(entry), xpath=raw)
+        ops.append(Operation(kind, path, match.group(1), tuple(element_children(entry)), xmltree.line(entry)))
     return ops
 
 

@@ -50,7 +50,11 @@ def _merge(stored: Element, patch: Element, shape: Shape, path: tuple[str, ...])
             n = positions.get(tag, 0)
             positions[tag] = n + 1
             same = [c for c in element_children(stored) if c.tag == tag]
-            _put(stored, same[n] if n < len(same) else None, child)
+            sub = shape.children.get(tag)
+            if n < len(same) and sub is not None:
+                _merge(same[n], child, sub, child_path)  # positional entries are records: merged
+            else:
+                _put(stored, same[n] if n < len(same) else None, child)
         elif key is not None:
             index = keyed.get(tag)
             if index is None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from provd import xmltree
 from provd.xmltree import XSD_NS, Element, element_children
 
-_XS = "{%s}" % XSD_NS
+_XS = f"{{{XSD_NS}}}"
 _PARTICLES = {_XS + "sequence", _XS + "all", _XS + "choice"}
 
 
@@ -75,13 +76,13 @@ def unknown_nodes(el: Element, shape: Shape, *, prune: bool) -> list[str]:
 def _walk(el: Element, shape: Shape, path: str, prune: bool, found: list[str]) -> None:
     if shape.opaque:
         return
-    for name in list(el.attrib):
+    for name in [str(n) for n in el.attrib]:
         if name not in shape.attributes:
             found.append(f"{path}/@{name}")
             if prune:
                 del el.attrib[name]
     for child in list(element_children(el)):
-        tag = str(child.tag)
+        tag = xmltree.tag(child)
         sub = shape.children.get(tag)
         if sub is None:
             found.append(f"{path}/{tag}")

@@ -1,0 +1,24 @@
+# Sourced by scripts/test and scripts/demo: make .venv with provd (editable) and its test tools.
+# Debian packages for the real-peer tests are installed when running as root and missing.
+APT_PACKAGES="python3-venv sqlite3 time"
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    missing=""
+    for p in $APT_PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+    done
+    if [ -n "$missing" ]; then
+        echo "== apt-get install$missing"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    fi
+fi
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "== creating .venv"
+    "$PY" -m venv .venv
+fi
+if [ ! -f .venv/.provd-installed ] || [ pyproject.toml -nt .venv/.provd-installed ]; then
+    echo "== pip install -e .[test]"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+    touch .venv/.provd-installed
+fi

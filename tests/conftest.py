@@ -1,0 +1,66 @@
+"""Shared fixtures: the schema catalog, the vendor examples, and a `provd` CLI bound to a fresh store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from provd.schemas import Catalog
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+VENDOR = SHARED / "reference" / "vendor-examples"
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return Catalog()
+
+
+@dataclass
+class Provd:
+    """Runs `python -m provd --config CFG ...` as a user would; the store lives in `state`."""
+
+    config: Path
+    state: Path
+
+    def run(self, *args: str, stdin: bytes | None = None, check: int | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "provd", "--config", str(self.config), *args],
+            input=stdin.decode() if stdin is not None else None, capture_output=True, text=True,
+            timeout=timeout, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        if check is not None:
+            assert proc.returncode == check, (proc.returncode, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        return proc
+
+    def backup(self) -> str:
+        return self.run("backup", check=0).stdout
+
+
+@pytest.fixture
+def provd(tmp_path: Path) -> Provd:
+    state = tmp_path / "state"
+    cfg = tmp_path / "provd.yaml"
+    cfg.write_text(f"paths: {{state_dir: {state}, runtime_dir: {tmp_path / 'run'}}}\n")
+    return Provd(cfg, state)
+
+
+WriteFile = Callable[[str, str], Path]
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> WriteFile:
+    def _write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return _write
