@@ -63,7 +63,7 @@ class Settings:
     @property
     def store(self) -> Store:
         if self._store is None:
-            factory = {name: (self.catalog.current(name), self.catalog.default_text(name))
+            factory = {name: (self.catalog.current(name), xmltree.to_bytes(self.catalog.default(name)))
                        for name in sorted(self.catalog.sections)}
             self._store = Store.open(self.config.state_dir / "settings.db", factory)
         return self._store
@@ -95,6 +95,7 @@ class Settings:
         wc = WorkingCopy(self.catalog, self.store.section)
         changes = apply_document(self.catalog, wc, doc)
         changed = wc.changed()
+        wc.release()
         warnings = doc.warnings + wc.warnings + [w for c in changes for w in c.warnings]
         errors = [e for c in changes for e in c.errors]
         outcome = Outcome.APPLIED if changed else Outcome.UNCHANGED

@@ -51,9 +51,6 @@ class Catalog:
         """`provisioning_references` or `operations`."""
         return xmltree.Schema(self._parse(f"{name}.xsd"), name=f"schemas/{name}.xsd")
 
-    def default_text(self, section: str) -> str:
-        return xmltree.serialize(self.default(section))
-
     def default(self, section: str) -> Element:
         """A fresh copy of the factory default of `section` at the current version."""
         return self._parse("defaults", f"{section}.xml")

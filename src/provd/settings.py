@@ -19,8 +19,8 @@ from provd.model import ChangeAction, SectionChange
 from provd.schemas import Catalog
 from provd.xmltree import Element, element_children
 
-# (version, xml text) of a stored section, or None when the store has none (factory default then).
-Loader = Callable[[str], tuple[str, str] | None]
+# (version, UTF-8 XML) of a stored section, or None when the store has none (factory default then).
+Loader = Callable[[str], tuple[str, bytes] | None]
 
 
 class WorkingCopy:
@@ -30,7 +30,7 @@ class WorkingCopy:
         self._catalog = catalog
         self._load = load
         self._sections: dict[str, Element] = {}
-        self._original: dict[str, str] = {}
+        self._original: dict[str, bytes] = {}
         self._dirty: set[str] = set()
         self.warnings: list[str] = []
 
@@ -41,16 +41,26 @@ class WorkingCopy:
             stored = self._load(name)
             if stored is None:
                 el = self._catalog.default(name)
-                self._original[name] = xmltree.serialize(el)
+                self._original[name] = xmltree.to_bytes(el)
             else:
-                version, text = stored
-                el = xmltree.parse(text.encode("utf-8"), source=f"store:{name}")
-                self._original[name] = text
+                version, data = stored
+                el = xmltree.parse(data, source=f"store:{name}")
+                self._original[name] = data
                 if version != self._catalog.current(name):
                     # Stored under an older firmware's version: bring it up like any patch.
                     self.warnings += _migrate(self._catalog, el, version, full=True,
                                               source=f"store:{name}")
             self._sections[name] = el
+        return el
+
+    def take(self, name: str) -> Element:
+        """The current state of `name` for the caller to change and `put` back. Not putting it back
+        leaves the section as it was: it is then read again from the store (or kept as a copy when this
+        run already changed it)."""
+        el = self.get(name)
+        if name in self._dirty:
+            return copy.deepcopy(el)
+        del self._sections[name]
         return el
 
     def put(self, name: str, el: Element) -> None:
@@ -60,14 +70,20 @@ class WorkingCopy:
         self._sections[name] = el
         self._dirty.add(name)
 
-    def changed(self) -> dict[str, tuple[str, str]]:
-        """{section: (version, text)} for every section whose serialised form differs from the store's."""
+    def changed(self) -> dict[str, tuple[str, bytes]]:
+        """{section: (version, XML)} for every section whose serialised form differs from the store's."""
         out = {}
         for name in sorted(self._dirty):
-            text = xmltree.serialize(self._sections[name])
-            if text != self._original.get(name):
-                out[name] = (self._catalog.current(name), text)
+            data = xmltree.to_bytes(self._sections[name])
+            if data != self._original.get(name):
+                out[name] = (self._catalog.current(name), data)
         return out
+
+    def release(self) -> None:
+        """Drop the parsed trees (a large contact list is tens of MB) once `changed()` has been taken."""
+        self._sections.clear()
+        self._original.clear()
+        self._dirty.clear()
 
 
 def apply_document(catalog: Catalog, wc: WorkingCopy, doc: Document) -> list[SectionChange]:
@@ -144,13 +160,18 @@ def _apply_section(catalog: Catalog, wc: WorkingCopy, el: Element, default_merge
         assert version is not None
         change.warnings += _migrate(catalog, el, version, full=not merge, source=source)
         current = catalog.current(name)
-        result = _combine(catalog, wc, el, merge)
+        if merge:
+            result = wc.take(name)
+            patch.merge(result, el, catalog.shape(name, current))
+        else:
+            result = el
         issues = catalog.schema(name, current).issues(result)
         if issues:
-            dropped = shape.unknown_nodes(el, catalog.shape(name, current), prune=True)
+            # Unknown elements only ever come from the patch (the stored part is valid), so pruning the
+            # merged result is pruning the patch; it is done only when needed, as the walk costs time.
+            dropped = shape.unknown_nodes(result, catalog.shape(name, current), prune=True)
             if dropped:
                 change.warnings += [f"{source}: dropped {p}: unknown in {name} {current}" for p in dropped]
-                result = _combine(catalog, wc, el, merge)
                 issues = catalog.schema(name, current).issues(result)
         if issues:
             change.action = ChangeAction.REJECTED
@@ -164,15 +185,6 @@ def _apply_section(catalog: Catalog, wc: WorkingCopy, el: Element, default_merge
     result.set("version", current)
     wc.put(name, result)
     return change
-
-
-def _combine(catalog: Catalog, wc: WorkingCopy, el: Element, merge: bool) -> Element:
-    name = str(el.tag)
-    if not merge:
-        return copy.deepcopy(el)
-    base = copy.deepcopy(wc.get(name))
-    patch.merge(base, el, catalog.shape(name, catalog.current(name)))
-    return base
 
 
 def _detect_version(catalog: Catalog, name: str, el: Element) -> str:
@@ -223,7 +235,7 @@ def _apply_operations(catalog: Catalog, wc: WorkingCopy, doc: Document) -> list[
             change.action = ChangeAction.REJECTED
             change.errors = [f"{doc.source}: unknown settings section {name!r}; its operations were discarded"]
             continue
-        root = copy.deepcopy(wc.get(name))
+        root = wc.take(name)
         try:
             for op in section_ops:
                 root = operations.apply_operation(root, op, source=doc.source)

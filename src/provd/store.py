@@ -34,12 +34,12 @@ CREATE TABLE section_rows (
     name TEXT NOT NULL,
     generation INTEGER NOT NULL REFERENCES generations(id),
     version TEXT NOT NULL,
-    xml TEXT NOT NULL,
+    xml BLOB NOT NULL,
     PRIMARY KEY (name, generation)
 ) WITHOUT ROWID;
 """
 
-Sections = Mapping[str, tuple[str, str]]  # name -> (version, xml)
+Sections = Mapping[str, tuple[str, bytes]]  # name -> (version, UTF-8 XML)
 
 
 class Store:
@@ -104,22 +104,22 @@ class Store:
     def close(self) -> None:
         self._conn.close()
 
-    def section(self, name: str, generation: int | None = None) -> tuple[str, str] | None:
+    def section(self, name: str, generation: int | None = None) -> tuple[str, bytes] | None:
         """(version, xml) of `name` now, or at `generation`; None when the store has no such section."""
         row = self._conn.execute(
             "SELECT version, xml FROM section_rows WHERE name = ? AND generation <= ? "
             "ORDER BY generation DESC LIMIT 1", (name, generation if generation is not None else 2**62)
         ).fetchone()
-        return (row[0], row[1]) if row else None
+        return (row[0], bytes(row[1])) if row else None
 
-    def state(self, generation: int | None = None) -> dict[str, tuple[str, str]]:
+    def state(self, generation: int | None = None) -> dict[str, tuple[str, bytes]]:
         """Every section at `generation` (default: now)."""
         gen = generation if generation is not None else 2**62
         rows = self._conn.execute(
             "SELECT r.name, r.version, r.xml FROM section_rows r WHERE r.generation = ("
             "SELECT MAX(generation) FROM section_rows s WHERE s.name = r.name AND s.generation <= ?)"
             " ORDER BY r.name", (gen,))
-        return {name: (version, xml) for name, version, xml in rows}
+        return {name: (version, bytes(xml)) for name, version, xml in rows}
 
     def current_generation(self) -> int:
         return int(self._conn.execute("SELECT MAX(id) FROM generations").fetchone()[0] or 0)

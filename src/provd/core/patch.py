@@ -2,13 +2,11 @@
 
 Merge walks the patch with the section's `Shape` (from its XSD): a leaf present in the patch overwrites its
 counterpart, containers are merged recursively, absent leaves and sub-trees stay, list entries are matched
-on their key (`listkeys`) and replaced whole. Pure; the patch is left intact (its elements are copied), so
-a caller may retry after pruning unknown elements.
+on their key (`listkeys`) and replaced whole. Pure. The patch is consumed: its elements move into the
+stored tree rather than being copied, which halves the memory of a large contact list.
 """
 
 from __future__ import annotations
-
-import copy
 
 from provd.core.listkeys import POSITION, is_whole, list_key
 from provd.core.shape import Shape
@@ -32,7 +30,7 @@ def parse_bool(value: str | None, *, default: bool, source: str, xpath: str) -> 
 
 
 def merge(stored: Element, patch: Element, shape: Shape) -> None:
-    """Merge `patch` into `stored` (the same section) in place."""
+    """Merge `patch` into `stored` (the same section) in place; `patch` is emptied."""
     _merge(stored, patch, shape, (str(stored.tag),))
 
 
@@ -42,7 +40,8 @@ def _merge(stored: Element, patch: Element, shape: Shape, path: tuple[str, ...])
             stored.set(name, value)
     keyed: dict[str, dict[str, Element]] = {}
     positions: dict[str, int] = {}
-    for child in element_children(patch):
+    last: dict[str, Element | None] = {}  # last stored child per tag: appends go after it, found once
+    for child in list(element_children(patch)):
         tag = str(child.tag)
         child_path = (*path, tag)
         key = list_key(child_path)
@@ -54,36 +53,39 @@ def _merge(stored: Element, patch: Element, shape: Shape, path: tuple[str, ...])
             if n < len(same) and sub is not None:
                 _merge(same[n], child, sub, child_path)  # positional entries are records: merged
             else:
-                _put(stored, same[n] if n < len(same) else None, child)
+                _put(stored, same[n] if n < len(same) else None, child, last)
         elif key is not None:
             index = keyed.get(tag)
             if index is None:
                 index = {c.get(key, ""): c for c in element_children(stored) if c.tag == tag}
                 keyed[tag] = index
             value = child.get(key, "")
-            index[value] = _put(stored, index.get(value), child)
+            index[value] = _put(stored, index.get(value), child, last)
         else:
             existing = next((c for c in element_children(stored) if c.tag == tag), None)
             sub = shape.children.get(tag)
             if existing is None or sub is None or sub.opaque or not sub.children or is_whole(child_path):
-                _put(stored, existing, child)
+                _put(stored, existing, child, last)
             else:
                 _merge(existing, child, sub, child_path)
 
 
-def _put(parent: Element, existing: Element | None, new: Element) -> Element:
-    """Replace `existing` with a copy of `new`, or append the copy after its last same-named sibling."""
-    clone = copy.deepcopy(new)
-    clone.tail = None
+def _put(parent: Element, existing: Element | None, new: Element, last: dict[str, Element | None]) -> Element:
+    """Move `new` into `parent`: in place of `existing`, or after the last child of the same name (a
+    sequence in the XSD keeps its order), or at the end."""
+    new.tail = None
+    tag = str(new.tag)
     if existing is not None:
-        parent.replace(existing, clone)
-        return clone
-    last = None
-    for c in element_children(parent):
-        if c.tag == new.tag:
-            last = c
-    if last is not None:
-        last.addnext(clone)
+        parent.replace(existing, new)
+        if last.get(tag) is existing:
+            last[tag] = new
+        return new
+    if tag not in last:
+        last[tag] = next((c for c in reversed(parent) if c.tag == tag), None)
+    anchor = last[tag]
+    if anchor is not None:
+        anchor.addnext(new)
     else:
-        parent.append(clone)
-    return clone
+        parent.append(new)
+    last[tag] = new
+    return new
