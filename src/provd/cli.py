@@ -131,6 +131,8 @@ def _cmd_apply(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
             out.warn(w)
         for change in result.changes:
             out.info(f"  {change.section}: {change.action.value}")
+            for line in change.migrated:
+                out.info(f"    migrated {line}")
         for e in result.errors:
             out.error(e)
         if result.generation is not None:

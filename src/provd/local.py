@@ -96,7 +96,7 @@ class Settings:
         changes = apply_document(self.catalog, wc, doc)
         changed = wc.changed()
         wc.release()
-        warnings = doc.warnings + wc.warnings + [w for c in changes for w in c.warnings]
+        warnings = doc.warnings + [w for c in changes for w in c.warnings]
         errors = [e for c in changes for e in c.errors]
         outcome = Outcome.APPLIED if changed else Outcome.UNCHANGED
         url = path.resolve().as_uri()

@@ -41,9 +41,12 @@ class SectionChange:
     source: str
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    migrated: list[str] = field(default_factory=list)  # the migration steps that changed something
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"section": self.section, "action": self.action.value, "source": self.source}
+        if self.migrated:
+            out["migrated"] = self.migrated
         if self.warnings:
             out["warnings"] = self.warnings
         if self.errors:

@@ -32,7 +32,6 @@ class WorkingCopy:
         self._sections: dict[str, Element] = {}
         self._original: dict[str, bytes] = {}
         self._dirty: set[str] = set()
-        self.warnings: list[str] = []
 
     def get(self, name: str) -> Element:
         """The current state of `name`; callers copy before changing it."""
@@ -48,8 +47,7 @@ class WorkingCopy:
                 self._original[name] = data
                 if version != self._catalog.current(name):
                     # Stored under an older firmware's version: bring it up like any patch.
-                    self.warnings += _migrate(self._catalog, el, version, full=True,
-                                              source=f"store:{name}")
+                    _migrate(self._catalog, el, version, full=True)
             self._sections[name] = el
         return el
 
@@ -158,7 +156,7 @@ def _apply_section(catalog: Catalog, wc: WorkingCopy, el: Element, default_merge
             if warning:
                 change.warnings.append(f"{source}: <{name}>: {warning}")
         assert version is not None
-        change.warnings += _migrate(catalog, el, version, full=not merge, source=source)
+        change.migrated += _migrate(catalog, el, version, full=not merge)
         current = catalog.current(name)
         if merge:
             result = wc.take(name)
@@ -201,7 +199,7 @@ def _detect_version(catalog: Catalog, name: str, el: Element) -> str:
     return newest_first[-1]
 
 
-def _migrate(catalog: Catalog, el: Element, version: str, *, full: bool, source: str) -> list[str]:
+def _migrate(catalog: Catalog, el: Element, version: str, *, full: bool) -> list[str]:
     """Run the steps from `version` up to the current one on `el` in place."""
     name = str(el.tag)
     notes = []
@@ -211,7 +209,7 @@ def _migrate(catalog: Catalog, el: Element, version: str, *, full: bool, source:
         if step is None:
             continue
         for line in migrate.apply_steps(el, step.steps.get(name, ()), full=full):
-            notes.append(f"{source}: <{name}> {step.source}→{step.target}: {line}")
+            notes.append(f"{step.source}→{step.target}: {line}")
     return notes
 
 
