@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from provd.errors import ProvdError
+from provd.model import Outcome, RunReport
 
 if TYPE_CHECKING:
     from provd.local import Settings
@@ -59,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("show", help="the current settings as XML")
     s.add_argument("section", nargs="?", metavar="SECTION")
+
+    st = sub.add_parser("start", help="a provisioning run now, from --url or the configured provisioning/url")
+    st.add_argument("--url", metavar="URL", help="provision from this URL (markers allowed), skipping discovery")
+    st.add_argument("--dry-run", action="store_true", help="fetch and compute everything, commit nothing")
+    st.add_argument("--json", action="store_true", help="print the run report (DESIGN §8)")
 
     h = sub.add_parser("history", help="committed generations")
     h.add_argument("--json", action="store_true")
@@ -123,23 +129,63 @@ def _cmd_validate(settings: Settings, args: argparse.Namespace, out: _Out) -> in
 
 
 def _cmd_apply(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
-    result = settings.apply(Path(args.file))
+    report = settings.apply(Path(args.file), progress=_progress(args, out))
+    _finish(report, args, out)
+    # A manual restore is expected to be complete: a rejected section makes it exit 1 (README).
+    return 1 if report.errors else 0
+
+
+def _cmd_start(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+    import asyncio
+
+    from provd import engine
+
+    url, source = args.url, "explicit"
+    if url is None:
+        url = settings.section_value("provisioning", "url")
+        source = "configured"
+        if not url:
+            raise ProvdError("no URL: give --url, or provision provisioning/url (discovery over DHCP, the "
+                             "Redirect Service and SIP multicast is not built yet)")
+    report = asyncio.run(engine.run_url(settings, url, trigger="cli", source=source, dry_run=args.dry_run,
+                                        progress=_progress(args, out)))
+    _finish(report, args, out)
+    return 1 if report.outcome is Outcome.FAILED else 0
+
+
+def _progress(args: argparse.Namespace, out: _Out) -> Callable[[str], None]:
+    if args.json or out.quiet:
+        return lambda _line: None
+    return out.info
+
+
+def _finish(report: RunReport, args: argparse.Namespace, out: _Out) -> None:
+    """The end of a run: the DESIGN §8 report with --json, else warnings, errors and a summary line."""
     if args.json:
-        print(json.dumps(result.report, indent=2))
+        print(json.dumps(report.to_json(), indent=2))
+        return
+    for w in report.warnings:
+        out.warn(w)
+    for e in report.errors:
+        out.error(e)
+    for section in report.diff:
+        out.info(f"  {section['section']}: would add {len(_seq(section['added']))}, change "
+                 f"{len(_seq(section['changed']))}, remove {len(_seq(section['removed']))}")
+        for sign, key in (("+", "added"), ("~", "changed"), ("-", "removed")):
+            for path in _seq(section[key]):
+                out.info(f"    {sign} {path}")
+    if report.outcome is Outcome.FAILED:
+        out.info("failed: nothing was committed")
+    elif report.dry_run:
+        out.info(f"dry run: {report.outcome.value}; nothing was committed")
+    elif report.generation is not None:
+        out.info(f"applied: generation {report.generation} ({', '.join(report.sections_changed)})")
     else:
-        for w in result.warnings:
-            out.warn(w)
-        for change in result.changes:
-            out.info(f"  {change.section}: {change.action.value}")
-            for line in change.migrated:
-                out.info(f"    migrated {line}")
-        for e in result.errors:
-            out.error(e)
-        if result.generation is not None:
-            out.info(f"applied: generation {result.generation} ({', '.join(result.sections_changed)})")
-        else:
-            out.info("unchanged: nothing to commit")
-    return 1 if result.rejected else 0
+        out.info("unchanged: nothing to commit")
+
+
+def _seq(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def _cmd_backup(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
@@ -188,6 +234,7 @@ def _cmd_rollback(settings: Settings, args: argparse.Namespace, out: _Out) -> in
 _COMMANDS = {
     "validate": _cmd_validate,
     "apply": _cmd_apply,
+    "start": _cmd_start,
     "backup": _cmd_backup,
     "show": _cmd_show,
     "history": _cmd_history,

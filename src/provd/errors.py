@@ -10,6 +10,14 @@
     │   ├── SchemaError             fails its XSD
     │   ├── MigrationError          a migration step could not be applied
     │   └── OperationError          an operations entry failed (bad XPath, wrong selection)
+    ├── FetchError                  a download failed (retryable unless said otherwise)
+    │   ├── FetchTimeout            connect, read or total time ran out
+    │   ├── FetchConnectionError    refused, reset, truncated body, protocol error
+    │   ├── FetchTLSError           certificate verification or handshake failed
+    │   ├── FetchStatusError        an HTTP status that is not 200/304 (`status`, `retry_after`)
+    │   ├── FetchTooLarge           over http.max_file_bytes or http.max_run_bytes while streaming
+    │   └── FetchURLError           a URL provd will not fetch (scheme, syntax); not retryable
+    ├── ReferenceChainError         a reference chain is unusable: loop, depth, file count; not retryable
     ├── RefusedDocument             a well-formed file of a type this door does not take (reference in apply)
     ├── StoreError                  the settings store cannot be opened, is corrupt, or a write failed
     │   └── UnknownGeneration       rollback to a generation that is not kept
@@ -93,6 +101,51 @@ class MigrationError(DocumentError):
 
 class OperationError(DocumentError):
     pass
+
+
+class FetchError(ProvdError):
+    """A download failed; `url` names it (credentials removed)."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(f"{url}: {message}")
+        self.url = url
+
+
+class FetchTimeout(FetchError):
+    pass
+
+
+class FetchConnectionError(FetchError):
+    pass
+
+
+class FetchTLSError(FetchError):
+    pass
+
+
+class FetchStatusError(FetchError):
+    def __init__(self, message: str, *, url: str, status: int, retry_after: float | None = None) -> None:
+        super().__init__(message, url=url)
+        self.status = status
+        self.retry_after = retry_after
+        # A 4xx other than 408/429 will not heal by itself; the daemon still retries on its schedule.
+        self.retryable = status >= 500 or status in (408, 429)
+
+
+class FetchTooLarge(FetchError):
+    retryable = False
+
+
+class FetchURLError(FetchError):
+    retryable = False
+
+
+class ReferenceChainError(ProvdError):
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(f"{url}: {message}")
+        self.url = url
 
 
 class RefusedDocument(ProvdError):

@@ -4,54 +4,30 @@ history, rollback. One `Settings` object per command ties the catalog, the store
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from provd import xmltree
 from provd.config import Config
+from provd.core import diff
 from provd.core.documents import Document, DocumentKind, parse_document
-from provd.errors import DocumentTooLarge, MalformedDocument, RefusedDocument, UnknownSection
-from provd.model import ChangeAction, Outcome, SectionChange, Trigger
+from provd.errors import ProvdError, RefusedDocument, UnknownSection
+from provd.files import read_capped
+from provd.model import Outcome, RunReport, SectionChange, Trigger
 from provd.schemas import Catalog
 from provd.settings import WorkingCopy, apply_document, check_document
 from provd.store import Store
 
+Progress = Callable[[str], None]
 
-def read_file(path: Path, max_bytes: int) -> bytes:
-    """Read at most `max_bytes` (+1 to detect more): the cap holds for local files too (DESIGN §4).
 
-    Raises:
-        DocumentTooLarge, MalformedDocument (unreadable file).
-    """
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(max_bytes + 1)
-    except OSError as exc:
-        raise MalformedDocument(f"cannot read file: {exc.strerror}", source=str(path)) from exc
-    if len(data) > max_bytes:
-        raise DocumentTooLarge(f"file is over the limit of {max_bytes} bytes", source=str(path))
-    return data
+def _quiet(_line: str) -> None:
+    pass
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-@dataclass
-class ApplyResult:
-    outcome: Outcome
-    changes: list[SectionChange]
-    generation: int | None
-    sections_changed: list[str]
-    warnings: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    report: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def rejected(self) -> list[SectionChange]:
-        return [c for c in self.changes if c.action is ChangeAction.REJECTED]
 
 
 class Settings:
@@ -73,7 +49,7 @@ class Settings:
             self._store.close()
 
     def parse(self, path: Path) -> Document:
-        data = read_file(path, self.config.max_file_bytes)
+        data = read_capped(path, self.config.max_file_bytes)
         return parse_document(data, source=str(path), max_bytes=self.config.max_file_bytes,
                               sections=self.catalog.sections)
 
@@ -81,46 +57,75 @@ class Settings:
         doc = self.parse(path)
         return doc, check_document(self.catalog, doc)
 
-    def apply(self, path: Path) -> ApplyResult:
-        """`provd apply`: manual provisioning ("restore backup"), which refuses reference files.
+    def apply(self, path: Path, *, progress: Progress = _quiet) -> RunReport:
+        """`provd apply`: manual provisioning ("restore backup"), which refuses reference files. Failures
+        are raised (the CLI prints them); the run is recorded either way.
 
         Raises:
             RefusedDocument, DocumentError, StoreError.
         """
-        started = now_iso()
-        doc = self.parse(path)
-        if doc.kind is DocumentKind.REFERENCE:
-            raise RefusedDocument("a reference file cannot be applied manually (restore backup refuses the "
-                                  "reference type); nothing was changed", source=str(path))
-        wc = WorkingCopy(self.catalog, self.store.section)
-        changes = apply_document(self.catalog, wc, doc)
+        url = path.resolve().as_uri()
+        report = RunReport(trigger=Trigger.APPLY.value, started=now_iso(), source="explicit", url=url)
+        report.run = self.store.begin_run()
+        try:
+            doc = self.parse(path)
+            report.files = [{"url": url, "type": doc.kind.value, "status": None, "bytes": path.stat().st_size,
+                             "cached": False}]
+            if doc.kind is DocumentKind.REFERENCE:
+                raise RefusedDocument("a reference file cannot be applied manually (restore backup refuses "
+                                      "the reference type); nothing was changed", source=str(path))
+            self.apply_documents([doc], report, progress=progress)
+        except ProvdError as exc:
+            report.outcome = Outcome.FAILED
+            report.errors.append(str(exc))
+            raise
+        finally:
+            report.finished = now_iso()
+            self.store.finish_run(report.run, report.to_json())
+        return report
+
+    def apply_documents(self, documents: list[Document], report: RunReport, *,
+                        progress: Progress = _quiet) -> None:
+        """Apply `documents` in order to one working copy and commit it as one generation (unless the
+        report is a dry run, which gets the per-section diff instead).
+
+        Raises:
+            DocumentError: a document as a whole was unusable; nothing is committed.
+        """
+        store = self.store
+        wc = WorkingCopy(self.catalog, store.section)
+        for doc in documents:
+            report.warnings += doc.warnings
+            for change in apply_document(self.catalog, wc, doc):
+                report.changes.append(change.to_json())
+                report.warnings += change.warnings
+                report.errors += change.errors
+                progress(f"  {change.section}: {change.action.value}")
+                for line in change.migrated:
+                    progress(f"    migrated {line}")
         changed = wc.changed()
         wc.release()
-        warnings = doc.warnings + [w for c in changes for w in c.warnings]
-        errors = [e for c in changes for e in c.errors]
-        outcome = Outcome.APPLIED if changed else Outcome.UNCHANGED
-        url = path.resolve().as_uri()
-        report: dict[str, Any] = {
-            "run": None, "trigger": Trigger.APPLY.value, "dry_run": False, "outcome": outcome.value,
-            "started": started, "source": "explicit", "url": url, "attempts": [],
-            "files": [{"url": url, "type": doc.kind.value, "status": None, "bytes": path.stat().st_size,
-                       "cached": False}],
-            "sections_changed": sorted(changed), "generation": None,
-            "changes": [c.to_json() for c in changes], "warnings": warnings, "errors": errors,
-        }
-        generation = None
+        report.sections_changed = sorted(changed)
+        report.outcome = Outcome.APPLIED if changed else Outcome.UNCHANGED
+        if report.dry_run:
+            for name, (_version, data) in changed.items():
+                before = WorkingCopy(self.catalog, store.section).get(name)
+                report.diff.append(diff.diff(before, xmltree.parse(data, source=name)).to_json())
+            return
         if changed:
-            report["finished"] = now_iso()
-            generation = self.store.commit(changed, trigger=Trigger.APPLY.value, source=url, report=report)
-            report["generation"] = report["run"] = generation
-        report["finished"] = now_iso()
-        return ApplyResult(outcome, changes, generation, sorted(changed), warnings, errors, report)
+            report.generation = store.commit(changed, trigger=report.trigger, source=report.url or "",
+                                             report=report.to_json())
 
     def section_xml(self, name: str, generation: int | None = None) -> str:
         if name not in self.catalog.sections:
             raise UnknownSection(f"unknown section {name!r}; known: {', '.join(sorted(self.catalog.sections))}")
         wc = WorkingCopy(self.catalog, lambda n: self.store.section(n, generation))
         return xmltree.serialize(wc.get(name))
+
+    def section_value(self, section: str, path: str) -> str:
+        """The text of one leaf of the current settings ('' when absent)."""
+        wc = WorkingCopy(self.catalog, self.store.section)
+        return (wc.get(section).findtext(path) or "").strip()
 
     def configuration_xml(self, *, backup: bool) -> str:
         """All sections under one `<configuration>`; a backup replaces everything when uploaded again."""

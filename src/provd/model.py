@@ -54,6 +54,50 @@ class SectionChange:
         return out
 
 
+@dataclass
+class RunReport:
+    """One provisioning run, in the shape of DESIGN §8 (stored, printed with --json, shown by status)."""
+
+    trigger: str
+    started: str
+    dry_run: bool = False
+    outcome: Outcome = Outcome.FAILED
+    finished: str | None = None
+    run: int | None = None
+    source: str | None = None
+    url: str | None = None
+    attempts: list[dict[str, object]] = field(default_factory=list)
+    files: list[dict[str, object]] = field(default_factory=list)
+    sections_changed: list[str] = field(default_factory=list)
+    generation: int | None = None
+    changes: list[dict[str, object]] = field(default_factory=list)
+    diff: list[dict[str, object]] = field(default_factory=list)  # dry runs: what would change
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "run": self.run, "trigger": self.trigger, "dry_run": self.dry_run, "outcome": self.outcome.value,
+            "started": self.started, "finished": self.finished, "source": self.source, "url": self.url,
+            "attempts": self.attempts, "files": self.files, "sections_changed": self.sections_changed,
+            "generation": self.generation, "changes": self.changes, "warnings": self.warnings,
+            "errors": self.errors,
+        }
+        if self.dry_run:
+            out["diff"] = self.diff
+        return out
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the phone image knows of itself; the values markers are replaced with."""
+
+    type: str  # D100 … D600
+    serial: str
+    mac: str  # upper case, no separators
+    firmware: str
+
+
 @dataclass(frozen=True)
 class Generation:
     """One committed generation of the store."""

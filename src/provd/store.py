@@ -8,10 +8,11 @@ is reported and left exactly as it is, never replaced.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from provd.errors import StoreError, UnknownGeneration
 from provd.model import Generation
 
 KEEP = 20
+KEEP_RUNS = 100
 _SCHEMA_VERSION = 1
 
 _DDL = """
@@ -28,6 +30,10 @@ CREATE TABLE generations (
     trigger TEXT NOT NULL,
     source TEXT NOT NULL,
     sections TEXT NOT NULL,
+    report TEXT NOT NULL
+);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
     report TEXT NOT NULL
 );
 CREATE TABLE section_rows (
@@ -85,17 +91,12 @@ class Store:
         version = c.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if version == 0 and not tables:
-            c.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write():
                 for statement in _DDL.split(";"):
                     if statement.strip():
                         c.execute(statement)
                 c.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-        elif version != _SCHEMA_VERSION or not {"generations", "section_rows"} <= tables:
+        elif version != _SCHEMA_VERSION or not {"generations", "section_rows", "runs"} <= tables:
             raise StoreError(f"not a provd settings store (schema version {version}); it was left as it is",
                              path=str(self.path))
         if c.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 0:
@@ -132,22 +133,14 @@ class Store:
         """
         c = self._conn
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        try:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                cur = c.execute(
-                    "INSERT INTO generations (time, trigger, source, sections, report) VALUES (?, ?, ?, ?, ?)",
-                    (now, trigger, source, json.dumps(sorted(changed)), json.dumps(report, sort_keys=True)))
-                gen = int(cur.lastrowid or 0)
-                c.executemany("INSERT INTO section_rows (name, generation, version, xml) VALUES (?, ?, ?, ?)",
-                              [(name, gen, v, xml) for name, (v, xml) in sorted(changed.items())])
-                self._prune(gen)
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"commit failed: {exc}", path=str(self.path)) from exc
+        with self._write():
+            cur = c.execute(
+                "INSERT INTO generations (time, trigger, source, sections, report) VALUES (?, ?, ?, ?, ?)",
+                (now, trigger, source, json.dumps(sorted(changed)), json.dumps(report, sort_keys=True)))
+            gen = int(cur.lastrowid or 0)
+            c.executemany("INSERT INTO section_rows (name, generation, version, xml) VALUES (?, ?, ?, ?)",
+                          [(name, gen, v, xml) for name, (v, xml) in sorted(changed.items())])
+            self._prune(gen)
         return gen
 
     def _prune(self, newest: int) -> None:
@@ -163,6 +156,36 @@ class Store:
         self._conn.execute(
             "DELETE FROM generations WHERE id < :k AND id NOT IN (SELECT generation FROM section_rows)",
             {"k": oldest_kept})
+
+    def begin_run(self) -> int:
+        """A run number, reserved before the run starts (a run killed midway stays visible as such)."""
+        with self._write():
+            cur = self._conn.execute("INSERT INTO runs (report) VALUES (?)", (json.dumps({"outcome": "running"}),))
+            run = int(cur.lastrowid or 0)
+            self._conn.execute("DELETE FROM runs WHERE id <= ?", (run - KEEP_RUNS,))
+        return run
+
+    def finish_run(self, run: int, report: Mapping[str, object]) -> None:
+        with self._write():
+            self._conn.execute("UPDATE runs SET report = ? WHERE id = ?", (json.dumps(report, sort_keys=True), run))
+
+    def last_run(self) -> dict[str, object] | None:
+        row = self._conn.execute("SELECT report FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        return dict(json.loads(row[0])) if row else None
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        c = self._conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"write failed: {exc}", path=str(self.path)) from exc
 
     def history(self) -> list[Generation]:
         rows = self._conn.execute(
