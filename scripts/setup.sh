@@ -1,6 +1,6 @@
 # Sourced by scripts/test and scripts/demo: make .venv with provd (editable) and its test tools.
 # Debian packages for the real-peer tests are installed when running as root and missing.
-APT_PACKAGES="python3-venv sqlite3 time"
+APT_PACKAGES="python3-venv sqlite3 time nginx lighttpd"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=""
     for p in $APT_PACKAGES; do

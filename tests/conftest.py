@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from provd.schemas import Catalog
+from tests.peers.http import http_peers, served  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -9,12 +9,13 @@ from provd.core.documents import parse_document
 from provd.model import SectionChange
 from provd.schemas import Catalog
 from provd.settings import WorkingCopy, apply_document
+from provd.store import StoredSection
 
 
 def apply_text(catalog: Catalog, text: str, stored: dict[str, str] | None = None,
                ) -> tuple[list[SectionChange], WorkingCopy]:
     """Apply `text` to the factory settings overlaid with `stored` ({section: xml})."""
-    rows = {name: (catalog.current(name), xml) for name, xml in (stored or {}).items()}
+    rows = {name: StoredSection(catalog.current(name), xml.encode()) for name, xml in (stored or {}).items()}
     wc = WorkingCopy(catalog, rows.get)
     doc = parse_document(text.encode(), source="t.xml", max_bytes=1 << 22, sections=catalog.sections)
     return apply_document(catalog, wc, doc), wc

@@ -100,3 +100,31 @@ def test_unknown_section_discarded(catalog: Catalog) -> None:
     changes, wc = apply_text(catalog, ops('<delete path="/network/lan"/>'), STORED)
     assert changes[0].action is ChangeAction.REJECTED and changes[0].section == "network"
     assert wc.changed() == {}
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param("/keys//key[count(preceding::*) > 0]", id="axis-and-function"),
+    pytest.param("/keys/phoneXtensions/key[@keyNumber=$n]", id="variable"),
+    pytest.param("/keys/phoneXtensions/key[evil(@keyNumber)]", id="unknown-function"),
+    pytest.param("/keys/phoneXtensions/key[a[b[c]]]", id="nested-three-deep"),
+    pytest.param("/keys/phoneXtensions/key[.//code]", id="descendant-in-predicate"),
+    pytest.param("/keys/ancestor::node()", id="ancestor-axis"),
+    pytest.param("/keys/" + "a/" * 300 + "b", id="too-long"),
+])
+def test_xpath_outside_the_supported_subset(catalog: Catalog, path: str) -> None:
+    changes, wc = apply_text(catalog, ops(f'<delete path="{path}"/>'), STORED)
+    assert [c.action for c in changes] == [ChangeAction.REJECTED]
+    assert "not supported" in changes[0].errors[0] or "longer" in changes[0].errors[0] \
+        or "nested" in changes[0].errors[0]
+    assert wc.changed() == {}
+
+
+@pytest.mark.parametrize("path", [
+    "/keys/phoneXtensions/key[@keyNumber='1' and @label=&quot;one&quot;]",
+    "/keys/phoneXtensions/key[position() = last()]",
+    "/keys//key[starts-with(@label, 't')]",
+    "/keys/phoneXtensions/key[not(@label='[count(preceding::*)]')]",
+])
+def test_xpath_inside_the_subset(catalog: Catalog, path: str) -> None:
+    changes, _ = apply_text(catalog, ops(f'<delete path="{path}"/>'), STORED)
+    assert [c.action for c in changes] == [ChangeAction.OPERATIONS]

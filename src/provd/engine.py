@@ -60,8 +60,10 @@ async def run_url(settings: Settings, url: str, *, trigger: str, source: str = "
             progress(f"fetch {report.url}")
             try:
                 files = await fetcher.fetch(url)
-            finally:
-                report.files = [f.to_json() for f in fetcher.files]
+            except ProvdError:
+                report.files = [f.to_json() for f in fetcher.files]  # as far as it got
+                raise
+            report.files = [f.to_json() for f in files]  # document order: the order they were applied in
         documents = [f.document for f in files if f.document and f.document.kind is not DocumentKind.REFERENCE]
         settings.apply_documents(documents, report, progress=progress)
     except ProvdError as exc:

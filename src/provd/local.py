@@ -17,7 +17,7 @@ from provd.files import read_capped
 from provd.model import Outcome, RunReport, SectionChange, Trigger
 from provd.schemas import Catalog
 from provd.settings import WorkingCopy, apply_document, check_document
-from provd.store import Store
+from provd.store import BytesPayload, Payload, Store
 
 Progress = Callable[[str], None]
 
@@ -39,7 +39,8 @@ class Settings:
     @property
     def store(self) -> Store:
         if self._store is None:
-            factory = {name: (self.catalog.current(name), xmltree.to_bytes(self.catalog.default(name)))
+            factory: dict[str, tuple[str, Payload]] = {
+                name: (self.catalog.current(name), xmltree.Serialized(self.catalog.default(name)))
                        for name in sorted(self.catalog.sections)}
             self._store = Store.open(self.config.state_dir / "settings.db", factory)
         return self._store
@@ -104,17 +105,16 @@ class Settings:
                 for line in change.migrated:
                     progress(f"    migrated {line}")
         changed = wc.changed()
-        wc.release()
         report.sections_changed = sorted(changed)
         report.outcome = Outcome.APPLIED if changed else Outcome.UNCHANGED
         if report.dry_run:
-            for name, (_version, data) in changed.items():
+            for name, (_version, serialized) in changed.items():
                 before = WorkingCopy(self.catalog, store.section).get(name)
-                report.diff.append(diff.diff(before, xmltree.parse(data, source=name)).to_json())
-            return
-        if changed:
+                report.diff.append(diff.diff(before, serialized.element).to_json())
+        elif changed:
             report.generation = store.commit(changed, trigger=report.trigger, source=report.url or "",
                                              report=report.to_json())
+        wc.release()
 
     def section_xml(self, name: str, generation: int | None = None) -> str:
         if name not in self.catalog.sections:
@@ -143,7 +143,8 @@ class Settings:
         store.check_generation(generation)
         target = store.state(generation)
         now = store.state()
-        changed = {name: row for name, row in target.items() if now.get(name) != row}
+        changed: dict[str, tuple[str, Payload]] = {
+            name: (row.version, BytesPayload(row.xml)) for name, row in target.items() if now.get(name) != row}
         if not changed:
             return None, []
         report = {"trigger": Trigger.ROLLBACK.value, "rollback_to": generation, "sections_changed": sorted(changed)}

@@ -17,10 +17,11 @@ from provd.core.documents import Document, DocumentKind
 from provd.errors import DocumentError, RefusedDocument, SchemaError
 from provd.model import ChangeAction, SectionChange
 from provd.schemas import Catalog
+from provd.store import StoredSection
 from provd.xmltree import Element, element_children
 
-# (version, UTF-8 XML) of a stored section, or None when the store has none (factory default then).
-Loader = Callable[[str], tuple[str, bytes] | None]
+# A stored section, or None when the store has none (the factory default then).
+Loader = Callable[[str], StoredSection | None]
 
 
 class WorkingCopy:
@@ -30,7 +31,7 @@ class WorkingCopy:
         self._catalog = catalog
         self._load = load
         self._sections: dict[str, Element] = {}
-        self._original: dict[str, bytes] = {}
+        self._defaults: set[str] = set()  # sections the store does not have: compared with the default
         self._dirty: set[str] = set()
 
     def get(self, name: str) -> Element:
@@ -40,14 +41,12 @@ class WorkingCopy:
             stored = self._load(name)
             if stored is None:
                 el = self._catalog.default(name)
-                self._original[name] = xmltree.to_bytes(el)
+                self._defaults.add(name)
             else:
-                version, data = stored
-                el = xmltree.parse(data, source=f"store:{name}")
-                self._original[name] = data
-                if version != self._catalog.current(name):
+                el = xmltree.parse(stored.xml, source=f"store:{name}")
+                if stored.version != self._catalog.current(name):
                     # Stored under an older firmware's version: bring it up like any patch.
-                    _migrate(self._catalog, el, version, full=True)
+                    _migrate(self._catalog, el, stored.version, full=True)
             self._sections[name] = el
         return el
 
@@ -68,19 +67,24 @@ class WorkingCopy:
         self._sections[name] = el
         self._dirty.add(name)
 
-    def changed(self) -> dict[str, tuple[str, bytes]]:
-        """{section: (version, XML)} for every section whose serialised form differs from the store's."""
+    def changed(self) -> dict[str, tuple[str, xmltree.Serialized]]:
+        """{section: (version, XML)} for every section whose serialised form differs from the store's.
+        The XML is produced when the store writes it: keep this working copy until then."""
         out = {}
         for name in sorted(self._dirty):
-            data = xmltree.to_bytes(self._sections[name])
-            if data != self._original.get(name):
-                out[name] = (self._catalog.current(name), data)
+            # The stored bytes are read again here rather than kept since `get`: a big section's bytes and
+            # both trees would otherwise be in memory at once.
+            stored = None if name in self._defaults else self._load(name)
+            reference = stored.xml if stored else xmltree.to_bytes(self._catalog.default(name))
+            serialized = xmltree.Serialized(self._sections[name], reference)
+            if not serialized.same:
+                out[name] = (self._catalog.current(name), serialized)
         return out
 
     def release(self) -> None:
-        """Drop the parsed trees (a large contact list is tens of MB) once `changed()` has been taken."""
+        """Drop the parsed trees (a large contact list is tens of MB) once the changes are committed."""
         self._sections.clear()
-        self._original.clear()
+        self._defaults.clear()
         self._dirty.clear()
 
 
@@ -115,7 +119,8 @@ def check_document(catalog: Catalog, doc: Document) -> list[SectionChange]:
     for op in operations.parse_operations(doc.root, source=doc.source):
         if op.section not in catalog.sections:
             raise SchemaError(f"unknown section {op.section!r}", source=doc.source, line=op.line, xpath=op.path)
-        xmltree.xpath_select(xmltree.new_element(op.section), op.path, source=doc.source)  # syntax only
+        operations.check_path(op, source=doc.source)
+        xmltree.xpath_select(xmltree.new_element(op.section), op.path, source=doc.source, line=op.line)
         if not any(c.section == op.section for c in changes):
             changes.append(SectionChange(op.section, ChangeAction.OPERATIONS, doc.source))
     return changes

@@ -13,15 +13,17 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 from provd.errors import StoreError, UnknownGeneration
 from provd.model import Generation
 
 KEEP = 20
 KEEP_RUNS = 100
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: rowid table (streamed blobs), runs
 
 _DDL = """
 CREATE TABLE generations (
@@ -41,11 +43,39 @@ CREATE TABLE section_rows (
     generation INTEGER NOT NULL REFERENCES generations(id),
     version TEXT NOT NULL,
     xml BLOB NOT NULL,
-    PRIMARY KEY (name, generation)
-) WITHOUT ROWID;
+    UNIQUE (name, generation)
+);
 """
 
-Sections = Mapping[str, tuple[str, bytes]]  # name -> (version, UTF-8 XML)
+
+class Payload(Protocol):
+    """A section's XML as the store takes it: known size, bytes streamed on demand."""
+
+    @property
+    def size(self) -> int: ...
+
+    def write_to(self, out: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class BytesPayload:
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def write_to(self, out: Any) -> None:
+        out.write(self.data)
+
+
+@dataclass(frozen=True)
+class StoredSection:
+    version: str
+    xml: bytes
+
+
+Sections = Mapping[str, tuple[str, Payload]]  # name -> (version, XML)
 
 
 class Store:
@@ -105,22 +135,22 @@ class Store:
     def close(self) -> None:
         self._conn.close()
 
-    def section(self, name: str, generation: int | None = None) -> tuple[str, bytes] | None:
-        """(version, xml) of `name` now, or at `generation`; None when the store has no such section."""
+    def section(self, name: str, generation: int | None = None) -> StoredSection | None:
+        """`name` now, or at `generation`; None when the store has no such section."""
         row = self._conn.execute(
             "SELECT version, xml FROM section_rows WHERE name = ? AND generation <= ? "
             "ORDER BY generation DESC LIMIT 1", (name, generation if generation is not None else 2**62)
         ).fetchone()
-        return (row[0], bytes(row[1])) if row else None
+        return StoredSection(row[0], bytes(row[1])) if row else None
 
-    def state(self, generation: int | None = None) -> dict[str, tuple[str, bytes]]:
+    def state(self, generation: int | None = None) -> dict[str, StoredSection]:
         """Every section at `generation` (default: now)."""
         gen = generation if generation is not None else 2**62
         rows = self._conn.execute(
             "SELECT r.name, r.version, r.xml FROM section_rows r WHERE r.generation = ("
             "SELECT MAX(generation) FROM section_rows s WHERE s.name = r.name AND s.generation <= ?)"
             " ORDER BY r.name", (gen,))
-        return {name: (version, bytes(xml)) for name, version, xml in rows}
+        return {name: StoredSection(version, bytes(xml)) for name, version, xml in rows}
 
     def current_generation(self) -> int:
         return int(self._conn.execute("SELECT MAX(id) FROM generations").fetchone()[0] or 0)
@@ -138,8 +168,11 @@ class Store:
                 "INSERT INTO generations (time, trigger, source, sections, report) VALUES (?, ?, ?, ?, ?)",
                 (now, trigger, source, json.dumps(sorted(changed)), json.dumps(report, sort_keys=True)))
             gen = int(cur.lastrowid or 0)
-            c.executemany("INSERT INTO section_rows (name, generation, version, xml) VALUES (?, ?, ?, ?)",
-                          [(name, gen, v, xml) for name, (v, xml) in sorted(changed.items())])
+            for name, (version, payload) in sorted(changed.items()):
+                row = c.execute("INSERT INTO section_rows (name, generation, version, xml) "
+                                "VALUES (?, ?, ?, zeroblob(?))", (name, gen, version, payload.size))
+                with c.blobopen("section_rows", "xml", int(row.lastrowid or 0)) as blob:
+                    payload.write_to(blob)  # streamed: the XML never sits in memory as one object
             self._prune(gen)
         return gen
 
@@ -150,8 +183,8 @@ class Store:
         # A row older than the oldest kept generation is still the base of that generation's state unless a
         # newer row of the same section at or before it exists.
         self._conn.execute(
-            "DELETE FROM section_rows AS r WHERE r.generation < :k AND EXISTS ("
-            "SELECT 1 FROM section_rows s WHERE s.name = r.name AND s.generation > r.generation "
+            "DELETE FROM section_rows WHERE generation < :k AND EXISTS ("
+            "SELECT 1 FROM section_rows s WHERE s.name = section_rows.name AND s.generation > section_rows.generation "
             "AND s.generation <= :k)", {"k": oldest_kept})
         self._conn.execute(
             "DELETE FROM generations WHERE id < :k AND id NOT IN (SELECT generation FROM section_rows)",

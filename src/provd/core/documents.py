@@ -37,6 +37,7 @@ _ENCODING = re.compile(rb"""encoding\s*=\s*["']([^"']*)["']""")
 _PROLOG_ITEM = re.compile(rb"\s+|<!--.*?-->|<\?.*?\?>", re.DOTALL)
 _ENC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")  # XML 1.0 [81] EncName
 _UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+_BOMLESS_WIDE = (b"\x00\x00\x00<", b"<\x00\x00\x00", b"\x00<\x00?", b"<\x00?\x00")
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
@@ -85,6 +86,11 @@ def _normalise_encoding(data: bytes, source: str, warnings: list[str]) -> bytes:
     for bom, codec in _BOMS:
         if data.startswith(bom):
             return _transcode(data, codec, source)
+    if data[:4] in _BOMLESS_WIDE or (len(data) > 1 and (data[0] == 0 or data[1] == 0)):
+        # XML 1.0 §4.3.3: UTF-16 must start with a byte order mark. Guessing would also let a DOCTYPE
+        # past the prolog check below, which reads ASCII-compatible bytes.
+        raise MalformedDocument("UTF-16 or UTF-32 without a byte order mark (or a NUL byte at the start)",
+                                source=source, line=1)
     match = _DECLARATION.match(data)
     if match is None:
         return data

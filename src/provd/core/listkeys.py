@@ -10,6 +10,8 @@ opaque Lua/function trees).
 
 from __future__ import annotations
 
+import functools
+
 POSITION = "#position"
 
 LIST_KEYS: dict[str, str] = {
@@ -33,6 +35,7 @@ def matches(pattern: str, path: tuple[str, ...]) -> bool:
     return len(parts) == len(path) and all(p in ("*", t) for p, t in zip(parts, path, strict=True))
 
 
+@functools.cache  # asked once per element of a patch: 10,000 contacts ask the same question
 def list_key(path: tuple[str, ...]) -> str | None:
     """The key attribute (or POSITION) of the list entry at `path`, None when it is no keyed entry."""
     for pattern, key in LIST_KEYS.items():
@@ -41,5 +44,6 @@ def list_key(path: tuple[str, ...]) -> str | None:
     return None
 
 
+@functools.cache
 def is_whole(path: tuple[str, ...]) -> bool:
     return any(matches(pattern, path) for pattern in WHOLE)

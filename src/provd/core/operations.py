@@ -67,6 +67,54 @@ def normalise_path(path: str) -> str:
     return path
 
 
+MAX_PATH = 512
+MAX_PREDICATE_DEPTH = 2
+ALLOWED_FUNCTIONS = frozenset({"text", "node", "position", "last", "not", "contains", "starts-with", "string",
+                               "normalize-space", "string-length", "number", "true", "false", "name",
+                               "local-name"})
+ALLOWED_AXES = frozenset({"child", "attribute", "self"})
+_FUNCTION = re.compile(r"([A-Za-z_][\w.\-]*(?::[A-Za-z_][\w.\-]*)?)\s*\(")
+_AXIS = re.compile(r"([A-Za-z_][\w\-]*)\s*::")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def check_path(op: Operation, *, source: str) -> None:
+    """The XPath subset provd evaluates: the vendor's paths are child steps with simple predicates.
+
+    libxml2 cannot be given a time budget, and 300 bytes of nested `count(preceding::*)` predicates run for
+    minutes; so only child, attribute and self axes, no variables, a fixed set of cheap functions, `//`
+    only outside predicates and predicates nested at most twice. The cost is then linear in the settings.
+
+    Raises:
+        OperationError: the path leaves that subset.
+    """
+
+    def fail(message: str) -> OperationError:
+        return OperationError(f"{op.kind.value}: {message}", source=source, line=op.line, xpath=op.path)
+
+    if len(op.path) > MAX_PATH:
+        raise fail(f"path longer than {MAX_PATH} characters")
+    bare = _QUOTED.sub("''", op.path)  # string literals may hold anything
+    if "$" in bare:
+        raise fail("XPath variables are not supported")
+    for name in _FUNCTION.findall(bare):
+        if name not in ALLOWED_FUNCTIONS:
+            raise fail(f"XPath function {name}() is not supported (allowed: {', '.join(sorted(ALLOWED_FUNCTIONS))})")
+    for axis in _AXIS.findall(bare):
+        if axis not in ALLOWED_AXES:
+            raise fail(f"XPath axis {axis}:: is not supported (allowed: {', '.join(sorted(ALLOWED_AXES))})")
+    depth = 0
+    for i, char in enumerate(bare):
+        if char == "[":
+            depth += 1
+            if depth > MAX_PREDICATE_DEPTH:
+                raise fail(f"predicates nested deeper than {MAX_PREDICATE_DEPTH}")
+        elif char == "]":
+            depth -= 1
+        elif char == "/" and depth > 0 and bare[i + 1: i + 2] == "/":
+            raise fail("// is not supported inside a predicate")
+
+
 def apply_operation(root: Element, op: Operation, *, source: str) -> Element:
     """Apply one operation to the section document rooted at `root`; returns the (possibly new) root.
 
@@ -74,7 +122,8 @@ def apply_operation(root: Element, op: Operation, *, source: str) -> Element:
         OperationError: bad XPath, nothing selected, an attribute or text selected, more than one
             element where one is needed, or a root that cannot be deleted or replaced by another section.
     """
-    hits = xmltree.xpath_select(root, op.path, source=source)
+    check_path(op, source=source)
+    hits = xmltree.xpath_select(root, op.path, source=source, line=op.line)
 
     def fail(message: str) -> OperationError:
         return OperationError(f"{op.kind.value}: {message}", source=source, line=op.line, xpath=op.path)

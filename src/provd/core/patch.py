@@ -8,6 +8,8 @@ stored tree rather than being copied, which halves the memory of a large contact
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from provd.core.listkeys import POSITION, is_whole, list_key
 from provd.core.shape import Shape
 from provd.errors import SchemaError
@@ -38,10 +40,11 @@ def _merge(stored: Element, patch: Element, shape: Shape, path: tuple[str, ...])
     for name, value in patch.attrib.items():
         if name not in CONTROL_ATTRIBUTES:
             stored.set(name, value)
-    keyed: dict[str, dict[str, Element]] = {}
+    keyed: dict[str, dict[str, Element]] = {}  # stored entries by key
+    fresh: dict[str, set[str]] = {}  # keys this patch appended: a repeat replaces its first occurrence
     positions: dict[str, int] = {}
     last: dict[str, Element | None] = {}  # last stored child per tag: appends go after it, found once
-    for child in list(element_children(patch)):
+    for child in _drain(patch):
         tag = str(child.tag)
         child_path = (*path, tag)
         key = list_key(child_path)
@@ -60,7 +63,15 @@ def _merge(stored: Element, patch: Element, shape: Shape, path: tuple[str, ...])
                 index = {c.get(key, ""): c for c in element_children(stored) if c.tag == tag}
                 keyed[tag] = index
             value = child.get(key, "")
-            index[value] = _put(stored, index.get(value), child, last)
+            existing = index.get(value)
+            added = fresh.setdefault(tag, set())
+            if existing is None and value in added:
+                existing = next(c for c in element_children(stored) if c.tag == tag and c.get(key, "") == value)
+            new = _put(stored, existing, child, last)
+            if value in index:
+                index[value] = new
+            else:
+                added.add(value)  # a key, not the element: 10,000 contacts keep no 10,000 proxies alive
         else:
             existing = next((c for c in element_children(stored) if c.tag == tag), None)
             sub = shape.children.get(tag)
@@ -68,6 +79,15 @@ def _merge(stored: Element, patch: Element, shape: Shape, path: tuple[str, ...])
                 _put(stored, existing, child, last)
             else:
                 _merge(existing, child, sub, child_path)
+
+
+def _drain(patch: Element) -> Iterator[Element]:
+    """The patch's child elements, each taken out of the patch as it is handed over (the patch is
+    consumed): no list of every child is held while a large list is merged."""
+    while (child := next(iter(patch), None)) is not None:  # len() of an lxml element counts: O(n)
+        patch.remove(child)
+        if isinstance(child.tag, str):
+            yield child
 
 
 def _put(parent: Element, existing: Element | None, new: Element, last: dict[str, Element | None]) -> Element:

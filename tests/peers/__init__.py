@@ -1,0 +1,1 @@
+"""Real peers for end-to-end tests: servers the tests start, own and stop (nginx, lighttpd, a fault server)."""

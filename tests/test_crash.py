@@ -1,0 +1,117 @@
+"""Crash test of the store (DESIGN §3: a run commits in one transaction): `provd apply` of a large patch is
+SIGKILLed at random moments across its run; afterwards the store is exactly the state before (A) or
+exactly the state after (B), byte for byte through `provd backup`, and SQLite's integrity check passes.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import VENDOR, Provd
+from .contactgen import contact_list_xml
+
+ROUNDS = int(os.environ.get("PROVD_CRASH_ROUNDS", "50"))
+CONTACTS = 20_000  # ~8 MB of XML, a commit of the same size
+MAX_BYTES = 64 << 20
+
+
+def _provd_at(dest: Path) -> Provd:
+    """A `provd` whose configuration and store live under `dest` (the store is created on first use)."""
+    dest.mkdir(parents=True)
+    config = dest / "provd.yaml"
+    config.write_text(f"paths: {{state_dir: {dest / 'state'}, runtime_dir: {dest / 'run'}}}\n"
+                      f"http: {{max_file_bytes: {MAX_BYTES}}}\n")
+    return Provd(config, dest / "state")
+
+
+def _clone(src: Provd, dest: Path) -> Provd:
+    """A fresh copy of the store files of `src` (settings.db and any -wal/-shm) under `dest`."""
+    provd = _provd_at(dest)
+    provd.state.mkdir()
+    for f in sorted(src.state.glob("settings.db*")):
+        shutil.copy2(f, provd.state / f.name)
+    return provd
+
+
+def _start_apply(provd: Provd, path: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "provd", "--config", str(provd.config), "-q", "apply", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+def _integrity(state: Path) -> list[tuple[str]]:
+    conn = sqlite3.connect(state / "settings.db")
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_sigkill_during_apply_leaves_state_a_or_b(tmp_path: Path) -> None:
+    large = tmp_path / "contacts.xml"
+    large.write_bytes(contact_list_xml(CONTACTS))
+
+    seed = _provd_at(tmp_path / "a")
+    seed.run("apply", str(VENDOR / "music.xml"), check=0)
+    backup_a = seed.backup()
+
+    # State B, computed in its own copy; the same run measures how long a whole apply takes.
+    full = _clone(seed, tmp_path / "b")
+    started = time.monotonic()
+    proc = _start_apply(full, large)
+    _, stderr = proc.communicate(timeout=60)
+    run_time = time.monotonic() - started
+    assert proc.returncode == 0, stderr.decode()
+    backup_b = full.backup()
+    assert backup_b != backup_a and f'id="c{CONTACTS:05d}"' in backup_b
+
+    # Delays are fractions of the run time, stratified uniform over [0, 1.2): every part of the run, the
+    # commit and the exit included, is hit in every test run, while each delay is still uniform within its
+    # stratum. The run-time estimate follows the machine (other jobs on 2 cores change it mid-test): a
+    # round that finishes on its own measures it, a round killed past the estimate shows it is longer.
+    rng = random.Random(os.environ.get("PROVD_CRASH_SEED", "provd"))
+    fractions = [1.2 * (i + rng.random()) / ROUNDS for i in range(ROUNDS)]
+    rng.shuffle(fractions)
+    estimate = run_time
+
+    outcomes = {"A": 0, "B": 0}
+    killed_after_commit = 0
+    for n, fraction in enumerate(fractions):
+        store = _clone(seed, tmp_path / f"round{n}")
+        delay = fraction * estimate
+        started = time.monotonic()
+        proc = _start_apply(store, large)
+        try:
+            proc.wait(timeout=delay)
+            estimate = time.monotonic() - started
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            estimate = max(estimate, delay)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode in (0, -signal.SIGKILL), (proc.returncode, stderr.decode())
+        assert b"Traceback" not in stderr, stderr.decode()
+        after = store.backup()
+        assert _integrity(store.state) == [("ok",)], f"round {n}, killed after {delay:.3f} s"
+        if after == backup_a:
+            outcomes["A"] += 1
+        else:
+            assert after == backup_b, f"round {n}: killed after {delay:.3f} s, the store is neither A nor B"
+            outcomes["B"] += 1
+            killed_after_commit += proc.returncode == -signal.SIGKILL
+        shutil.rmtree(store.state)
+
+    print(f"\ncrash test: {ROUNDS} rounds, full run {run_time:.3f} s (last estimate {estimate:.3f} s): "
+          f"A={outcomes['A']} B={outcomes['B']} (of which killed after the commit: {killed_after_commit})")
+    assert outcomes["A"] >= 1 and outcomes["B"] >= 1, outcomes
+
