@@ -177,7 +177,9 @@ def _finish(report: RunReport, args: argparse.Namespace, out: _Out) -> None:
     if report.outcome is Outcome.FAILED:
         out.info("failed: nothing was committed")
     elif report.dry_run:
-        out.info(f"dry run: {report.outcome.value}; nothing was committed")
+        would = f"would change {', '.join(report.sections_changed)}" if report.sections_changed else \
+            "nothing would change"
+        out.info(f"dry run: {would}; nothing was committed")
     elif report.generation is not None:
         out.info(f"applied: generation {report.generation} ({', '.join(report.sections_changed)})")
     else:
