@@ -137,6 +137,8 @@ def test_fault_in_the_middle_of_a_chain(tmp_path: Path, http_peers: HttpPeers, s
     assert report["outcome"] == "failed"
     failed = [f for f in report["files"] if f.get("error")]
     assert len(failed) == 1
+    assert report["retryable"] is not fault.startswith("big")  # a file over the cap will not shrink by waiting
+    assert report["retry_after_s"] == (7.0 if fault == "status503" else None)
     assert phone.backup() == before
 
 

@@ -69,6 +69,8 @@ async def run_url(settings: Settings, url: str, *, trigger: str, source: str = "
     except ProvdError as exc:
         report.outcome = Outcome.FAILED
         report.errors.append(str(exc))
+        report.retryable = exc.retryable
+        report.retry_after_s = getattr(exc, "retry_after", None)
         progress(f"failed: {exc}")
     report.finished = now_iso()
     store.finish_run(report.run, report.to_json())

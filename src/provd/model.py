@@ -74,6 +74,8 @@ class RunReport:
     diff: list[dict[str, object]] = field(default_factory=list)  # dry runs: what would change
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    retryable: bool | None = None  # failed runs: may the same run succeed later?
+    retry_after_s: float | None = None  # a server's Retry-After (HTTP 429/503)
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -85,6 +87,9 @@ class RunReport:
         }
         if self.dry_run:
             out["diff"] = self.diff
+        if self.outcome is Outcome.FAILED:
+            out["retryable"] = self.retryable
+            out["retry_after_s"] = self.retry_after_s
         return out
 
 
