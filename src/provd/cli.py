@@ -19,6 +19,7 @@ from provd.errors import ProvdError
 from provd.model import Outcome, RunReport
 
 if TYPE_CHECKING:
+    from provd.discovery import Discovery
     from provd.local import Settings
 
 
@@ -61,10 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="the current settings as XML")
     s.add_argument("section", nargs="?", metavar="SECTION")
 
-    st = sub.add_parser("start", help="a provisioning run now, from --url or the configured provisioning/url")
+    st = sub.add_parser("start", help="a provisioning run now: preconditions, discovery (or --url), fetch, apply")
     st.add_argument("--url", metavar="URL", help="provision from this URL (markers allowed), skipping discovery")
     st.add_argument("--dry-run", action="store_true", help="fetch and compute everything, commit nothing")
     st.add_argument("--json", action="store_true", help="print the run report (DESIGN §8)")
+    st.add_argument("--wait", type=float, metavar="SECONDS",
+                    help="give up waiting for network and valid time after this long (default: wait for ever)")
+
+    d = sub.add_parser("discover", help="preconditions and discovery only: each source tried, the URL that wins")
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--wait", type=float, metavar="SECONDS",
+                   help="give up waiting for network and valid time after this long (default: wait for ever)")
 
     h = sub.add_parser("history", help="committed generations")
     h.add_argument("--json", action="store_true")
@@ -140,17 +148,54 @@ def _cmd_start(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
 
     from provd import engine
 
-    url, source = args.url, "explicit"
-    if url is None:
-        url = settings.section_value("provisioning", "url")
-        source = "configured"
-        if not url:
-            raise ProvdError("no URL: give --url, or provision provisioning/url (discovery over DHCP, the "
-                             "Redirect Service and SIP multicast is not built yet)")
-    report = asyncio.run(engine.run_url(settings, url, trigger="cli", source=source, dry_run=args.dry_run,
-                                        progress=_progress(args, out)))
+    report = asyncio.run(engine.run(settings, trigger="cli", url=args.url, dry_run=args.dry_run,
+                                    progress=_progress(args, out), wait_until=_deadline(args)))
     _finish(report, args, out)
-    return 1 if report.outcome is Outcome.FAILED else 0
+    return 0 if report.outcome in (Outcome.APPLIED, Outcome.UNCHANGED) else 1
+
+
+def _cmd_discover(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+    import asyncio
+
+    result = asyncio.run(_discover(settings, args, out))
+    if isinstance(result, str):
+        if args.json:
+            print(json.dumps({"outcome": "waiting", "url": None, "source": None, "attempts": [], "errors": [result]},
+                             indent=2))
+        else:
+            out.error(result)
+        return 1
+    if args.json:
+        print(json.dumps({"outcome": "found" if result.url else "none", "url": result.url, "source": result.source,
+                          "candidates": list(result.candidates),
+                          "attempts": [a.to_json() for a in result.attempts]}, indent=2))
+    else:
+        for attempt in result.attempts:
+            out.info(f"  {attempt.source:<10} {attempt.result:<8} {attempt.detail}")
+        out.info(f"url: {result.url} (from {result.source})" if result.url else "no provisioning URL found")
+    return 0 if result.url else 1
+
+
+async def _discover(settings: Settings, args: argparse.Namespace, out: _Out) -> Discovery | str:
+    from provd import __version__, device, discovery, engine
+    from provd.http import HttpClient
+
+    config = settings.config
+    dev = device.device_from_config(config)
+    async with HttpClient(engine.http_settings(config, device.user_agent(config, dev, __version__))) as client:
+        ctx = discovery.Context(config=config, device=dev, switches=settings.discovery_switches(), client=client,
+                                progress=_progress(args, out))
+        try:
+            await discovery.wait_for_preconditions(ctx, deadline=_deadline(args))
+        except discovery.PreconditionsNotMet as exc:
+            return str(exc)
+        return await discovery.discover(ctx)
+
+
+def _deadline(args: argparse.Namespace) -> float | None:
+    import time
+
+    return None if args.wait is None else time.monotonic() + args.wait
 
 
 def _progress(args: argparse.Namespace, out: _Out) -> Callable[[str], None]:
@@ -237,6 +282,7 @@ _COMMANDS = {
     "validate": _cmd_validate,
     "apply": _cmd_apply,
     "start": _cmd_start,
+    "discover": _cmd_discover,
     "backup": _cmd_backup,
     "show": _cmd_show,
     "history": _cmd_history,

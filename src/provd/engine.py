@@ -1,23 +1,24 @@
-"""One provisioning run from a URL: fetch the chain, apply it to a working copy, commit once, report.
+"""One provisioning run: preconditions, discovery (unless a URL is given), fetch the chain, apply it to a
+working copy, commit once, report.
 
 All or nothing (DESIGN §1 step 5): a failed download, parse or type check commits nothing; a section that
-fails migration or validation is rejected alone (DESIGN §5). The run's report is stored either way.
-Discovery and preconditions come before this (their attempts are handed in); the daemon decides when.
+fails migration or validation is rejected alone (DESIGN §5). The run's report is stored either way. When
+to run is the daemon's business.
 """
 
 from __future__ import annotations
 
-from provd import __version__, device
+from provd import __version__, device, discovery
 from provd.cache import HttpCache
 from provd.config import Config
-from provd.core.documents import DocumentKind
+from provd.core.documents import Document, DocumentKind
 from provd.core.markers import replace_markers
 from provd.core.urls import redact
-from provd.errors import ProvdError
+from provd.errors import FetchConnectionError, FetchTimeout, FetchTLSError, ProvdError
 from provd.fetch import ChainFetcher, Limits
 from provd.http import HttpClient, HttpSettings
 from provd.local import Progress, Settings, now_iso
-from provd.model import Outcome, RunReport
+from provd.model import Device, Outcome, RunReport
 
 
 def http_settings(config: Config, user_agent: str) -> HttpSettings:
@@ -42,30 +43,41 @@ def limits(config: Config) -> Limits:
     )
 
 
-async def run_url(settings: Settings, url: str, *, trigger: str, source: str = "explicit", dry_run: bool = False,
-                  attempts: list[dict[str, object]] | None = None, progress: Progress = lambda _line: None,
-                  ) -> RunReport:
-    """Provision from `url` (markers not yet replaced). Never raises a ProvdError: it lands in the report."""
+async def run(settings: Settings, *, trigger: str, url: str | None = None, dry_run: bool = False,
+              progress: Progress = lambda _line: None, wait_until: float | None = None) -> RunReport:
+    """One provisioning run. With `url` (CLI --url, a check-sync URL) discovery is skipped; otherwise the
+    preconditions are awaited and the URL discovered. Never raises a ProvdError: it lands in the report.
+
+    `wait_until` (monotonic seconds) bounds the wait for the preconditions; the run then ends `waiting`.
+    """
     config = settings.config
-    report = RunReport(trigger=trigger, started=now_iso(), dry_run=dry_run, source=source,
-                       attempts=list(attempts or []))
+    report = RunReport(trigger=trigger, started=now_iso(), dry_run=dry_run)
     store = settings.store
     report.run = store.begin_run()
     try:
         dev = device.device_from_config(config)
         async with HttpClient(http_settings(config, device.user_agent(config, dev, __version__))) as client:
-            fetcher = ChainFetcher(client=client, cache=HttpCache(config.state_dir / "http-cache"), device=dev,
-                                   catalog=settings.catalog, limits=limits(config), progress=progress)
-            report.url = redact(replace_markers(url, dev))
-            progress(f"fetch {report.url}")
-            try:
-                files = await fetcher.fetch(url)
-            except ProvdError:
-                report.files = [f.to_json() for f in fetcher.files]  # as far as it got
-                raise
-            report.files = [f.to_json() for f in files]  # document order: the order they were applied in
-        documents = [f.document for f in files if f.document and f.document.kind is not DocumentKind.REFERENCE]
+            ctx = discovery.Context(config=config, device=dev, switches=settings.discovery_switches(),
+                                    client=client, progress=progress)
+            if url is not None:
+                report.source = "explicit"
+                candidates: tuple[str, ...] = (url,)
+                await discovery.wait_for_preconditions(ctx, deadline=wait_until, ask_dhcp=False)
+            else:
+                await discovery.wait_for_preconditions(ctx, deadline=wait_until)
+                found = await discovery.discover(ctx)
+                report.attempts = [a.to_json() for a in found.attempts]
+                report.source = found.source
+                if not found.candidates:
+                    raise NoProvisioningUrl("no provisioning URL: every source came up empty (see attempts)")
+                candidates = found.candidates
+            documents = await _fetch(settings, client, dev, candidates, report, progress)
         settings.apply_documents(documents, report, progress=progress)
+    except discovery.PreconditionsNotMet as exc:
+        report.outcome = Outcome.WAITING
+        report.errors.append(str(exc))
+        report.retryable = True
+        progress(str(exc))
     except ProvdError as exc:
         report.outcome = Outcome.FAILED
         report.errors.append(str(exc))
@@ -75,3 +87,33 @@ async def run_url(settings: Settings, url: str, *, trigger: str, source: str = "
     report.finished = now_iso()
     store.finish_run(report.run, report.to_json())
     return report
+
+
+async def _fetch(settings: Settings, client: HttpClient, dev: Device, candidates: tuple[str, ...],
+                 report: RunReport, progress: Progress) -> list[Document]:
+    """Fetch the first candidate that answers (a scheme-less DHCP result is tried as https, then http)."""
+    config = settings.config
+    for index, candidate in enumerate(candidates):
+        fetcher = ChainFetcher(client=client, cache=HttpCache(config.state_dir / "http-cache"), device=dev,
+                               catalog=settings.catalog, limits=limits(config), progress=progress)
+        report.url = redact(replace_markers(candidate, dev))
+        progress(f"fetch {report.url}")
+        try:
+            files = await fetcher.fetch(candidate)
+        except (FetchConnectionError, FetchTLSError, FetchTimeout) as exc:
+            first_failed = len(fetcher.files) == 1
+            if first_failed and index + 1 < len(candidates):
+                report.warnings.append(f"{exc}; trying {redact(candidates[index + 1])}")
+                continue
+            report.files = [f.to_json() for f in fetcher.files]
+            raise
+        except ProvdError:
+            report.files = [f.to_json() for f in fetcher.files]  # as far as it got
+            raise
+        report.files = [f.to_json() for f in files]  # document order: the order they were applied in
+        return [f.document for f in files if f.document and f.document.kind is not DocumentKind.REFERENCE]
+    raise NoProvisioningUrl("no candidate URL")
+
+
+class NoProvisioningUrl(ProvdError):
+    retryable = True

@@ -14,7 +14,7 @@ from provd.core import diff
 from provd.core.documents import Document, DocumentKind, parse_document
 from provd.errors import ProvdError, RefusedDocument, UnknownSection
 from provd.files import read_capped
-from provd.model import Outcome, RunReport, SectionChange, Trigger
+from provd.model import Outcome, RunReport, SectionChange, Switches, Trigger
 from provd.schemas import Catalog
 from provd.settings import WorkingCopy, apply_document, check_document
 from provd.store import BytesPayload, Payload, Store
@@ -121,6 +121,16 @@ class Settings:
             raise UnknownSection(f"unknown section {name!r}; known: {', '.join(sorted(self.catalog.sections))}")
         wc = WorkingCopy(self.catalog, lambda n: self.store.section(n, generation))
         return xmltree.serialize(wc.get(name))
+
+    def discovery_switches(self) -> Switches:
+        """Each run reads the current `provisioning` section: a provisioned change applies at once."""
+        section = WorkingCopy(self.catalog, self.store.section).get("provisioning")
+
+        def flag(path: str) -> bool:
+            return (section.findtext(path) or "").strip() in ("true", "1")
+
+        return Switches(dhcp=flag("dhcp"), redirect=flag("redirect"), pbx=flag("pbx"),
+                        url=(section.findtext("url") or "").strip())
 
     def section_value(self, section: str, path: str) -> str:
         """The text of one leaf of the current settings ('' when absent)."""

@@ -94,6 +94,16 @@ class RunReport:
 
 
 @dataclass(frozen=True)
+class Switches:
+    """The `provisioning` section's say over discovery (read afresh for every run)."""
+
+    dhcp: bool
+    redirect: bool
+    pbx: bool
+    url: str
+
+
+@dataclass(frozen=True)
 class Device:
     """What the phone image knows of itself; the values markers are replaced with."""
 
