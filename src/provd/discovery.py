@@ -222,14 +222,19 @@ SOURCES: dict[str, Callable[[Context], Coroutine[None, None, Attempt]]] = {
 }
 
 
-async def discover(ctx: Context) -> Discovery:
+Source = Callable[[Context], Coroutine[None, None, Attempt]]
+
+
+async def discover(ctx: Context, *, sources: dict[str, Source] | None = None,
+                   sequence: tuple[tuple[str, ...], ...] = SEQUENCE) -> Discovery:
     """Run the sequence; the first URL wins, later stages are not tried (they are reported as skipped)."""
+    sources = sources or SOURCES
     result = Discovery(None, ())
-    for stage in SEQUENCE:
+    for stage in sequence:
         if result.source is not None:
             result.attempts += [Attempt(s, "skipped", f"{result.source} found a URL first") for s in stage]
             continue
-        for attempt in await _run_stage(ctx, stage):
+        for attempt in await _run_stage(ctx, stage, sources):
             result.attempts.append(attempt)
             ctx.progress(f"{attempt.source}: {attempt.result}: {attempt.detail}")
             if attempt.result == "found" and result.source is None:
@@ -237,9 +242,9 @@ async def discover(ctx: Context) -> Discovery:
     return result
 
 
-async def _run_stage(ctx: Context, stage: tuple[str, ...]) -> list[Attempt]:
+async def _run_stage(ctx: Context, stage: tuple[str, ...], sources: dict[str, Source]) -> list[Attempt]:
     """Run a stage's sources concurrently; once one finds a URL the others are cancelled."""
-    tasks: dict[asyncio.Task[Attempt], str] = {asyncio.create_task(SOURCES[name](ctx)): name for name in stage}
+    tasks: dict[asyncio.Task[Attempt], str] = {asyncio.create_task(sources[name](ctx)): name for name in stage}
     done: dict[str, Attempt] = {}
     try:
         pending = set(tasks)
