@@ -50,14 +50,20 @@ def parse_document(data: bytes, *, source: str, max_bytes: int, sections: frozen
         MalformedDocument: not well-formed, or not decodable in its encoding.
         UnknownDocumentType: the root names no file type and no section.
     """
+    root, warnings = parse_xml(data, source=source, max_bytes=max_bytes)
+    return Document(kind=detect_kind(root, source=source, sections=sections), root=root, source=source,
+                    warnings=warnings)
+
+
+def parse_xml(data: bytes, *, source: str, max_bytes: int) -> tuple[Element, list[str]]:
+    """The screening and parsing of `parse_document` without the type detection (for other XML, such as a
+    check-sync NOTIFY's `notifySync` body). Raises the same errors."""
     if len(data) > max_bytes:
         raise DocumentTooLarge(f"file is {len(data)} bytes, over the limit of {max_bytes}", source=source)
     warnings: list[str] = []
     data = _normalise_encoding(data, source, warnings)
     _refuse_doctype(data, source)
-    root = xmltree.parse(data, source=source)
-    return Document(kind=detect_kind(root, source=source, sections=sections), root=root, source=source,
-                    warnings=warnings)
+    return xmltree.parse(data, source=source), warnings
 
 
 def detect_kind(root: Element, *, source: str, sections: frozenset[str]) -> DocumentKind:
