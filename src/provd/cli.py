@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from provd.errors import ProvdError
-from provd.model import Outcome, RunReport
 
 if TYPE_CHECKING:
     from provd.discovery import Discovery
@@ -73,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.add_argument("--wait", type=float, metavar="SECONDS",
                    help="give up waiting for network and valid time after this long (default: wait for ever)")
+
+    sub.add_parser("run", help="the daemon (systemd ExecStart): triggers, control socket, check-sync listener")
+
+    sta = sub.add_parser("status", help="daemon state, the last run's report, the next scheduled run")
+    sta.add_argument("--json", action="store_true")
+
+    cs = sub.add_parser("check-sync", help="hand a SIP NOTIFY (raw, on stdin) to provd; prints the SIP response")
+    cs.add_argument("--source", default="127.0.0.1", metavar="IP", help="the NOTIFY's sender (for the allowlist)")
+    cs.add_argument("--port", type=int, default=5060, help=argparse.SUPPRESS)
 
     h = sub.add_parser("history", help="committed generations")
     h.add_argument("--json", action="store_true")
@@ -137,21 +145,143 @@ def _cmd_validate(settings: Settings, args: argparse.Namespace, out: _Out) -> in
 
 
 def _cmd_apply(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+    import asyncio
+
+    from provd import hooks
+
     report = settings.apply(Path(args.file), progress=_progress(args, out))
-    _finish(report, args, out)
+    if report.generation is not None:
+        report.warnings += asyncio.run(hooks.run_changed_hooks(settings.config, report.sections_changed))
+    _finish(report.to_json(), args, out)
     # A manual restore is expected to be complete: a rejected section makes it exit 1 (README).
     return 1 if report.errors else 0
 
 
 def _cmd_start(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
-    import asyncio
+    """Through the running daemon when there is one (its single-flight runner), else in this process."""
+    from provd import control
 
-    from provd import engine
+    progress = _progress(args, out)
+    report: dict[str, object] | None = None
+    try:
+        for event in control.exchange(settings.config.runtime_dir / "provd.sock",
+                                      {"cmd": "start", "url": args.url, "dry_run": args.dry_run}):
+            if event.get("event") == "progress":
+                progress(str(event.get("line")))
+            elif event.get("event") == "queued" and event.get("running"):
+                progress("a run is in progress: this one follows it")
+            elif event.get("event") == "report" and isinstance(event.get("report"), dict):
+                report = event["report"]  # type: ignore[assignment]
+    except control.NoDaemon:
+        import asyncio
 
-    report = asyncio.run(engine.run(settings, trigger="cli", url=args.url, dry_run=args.dry_run,
-                                    progress=_progress(args, out), wait_until=_deadline(args)))
+        from provd import engine
+
+        report = asyncio.run(engine.run(settings, trigger="cli", url=args.url, dry_run=args.dry_run,
+                                        progress=progress, wait_until=_deadline(args))).to_json()
+    if report is None:
+        raise ProvdError("the daemon closed the control socket without a report")
     _finish(report, args, out)
-    return 0 if report.outcome in (Outcome.APPLIED, Outcome.UNCHANGED) else 1
+    return 0 if report.get("outcome") in ("applied", "unchanged") else 1
+
+
+def _cmd_run(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+    """The daemon. Signals are handled here, and only here: TERM/INT stop, HUP provisions now."""
+    import asyncio
+    import signal
+
+    from provd.daemon import Daemon
+
+    async def serve() -> None:
+        daemon = Daemon(settings)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, daemon.stop)
+        loop.add_signal_handler(signal.SIGINT, daemon.stop)
+        loop.add_signal_handler(signal.SIGHUP, daemon.hangup)
+        await daemon.serve()
+
+    asyncio.run(serve())
+    return 0
+
+
+def _cmd_status(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+    from provd import control
+
+    try:
+        status = next(control.exchange(settings.config.runtime_dir / "provd.sock", {"cmd": "status"}), {})
+    except control.NoDaemon:
+        status = {"state": "not running", "last_report": settings.store.last_run(), "next_run": None}
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    out.info(f"state: {status.get('state')}" + (f" (pid {status['pid']})" if status.get("pid") else ""))
+    running = status.get("running")
+    if isinstance(running, dict):
+        out.info(f"running: {', '.join(map(str, _seq(running.get('triggers'))))}")
+    last = status.get("last_report")
+    if isinstance(last, dict) and last.get("outcome") == "running":
+        out.info(f"run #{last.get('run')} ({last.get('trigger')}) in progress since {last.get('started')}")
+    elif isinstance(last, dict):
+        out.info(f"last run: #{last.get('run')} {last.get('trigger')} → {last.get('outcome')} at "
+                 f"{last.get('finished')}" + (f" from {last.get('url')}" if last.get("url") else ""))
+        if last.get("sections_changed"):
+            out.info(f"  sections changed: {', '.join(_seq(last.get('sections_changed')))}")
+        for error in _seq(last.get("errors")):
+            out.info(f"  error: {error}")
+    else:
+        out.info("last run: none")
+    out.info(f"next scheduled run: {status.get('next_run') or 'none'}")
+    return 0
+
+
+def _cmd_check_sync(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+    """A NOTIFY from the phone's SIP stack on stdin; the SIP response to send back on stdout."""
+    import base64
+
+    from provd import control
+
+    data = sys.stdin.buffer.read()
+    try:
+        answer = next(control.exchange(settings.config.runtime_dir / "provd.sock",
+                                       {"cmd": "check-sync", "source": args.source, "port": args.port,
+                                        "data": base64.b64encode(data).decode()}), {})
+    except control.NoDaemon:
+        return _check_sync_here(settings, data, args, out)
+    response = answer.get("response")
+    if isinstance(response, str):
+        sys.stdout.buffer.write(base64.b64decode(response))
+        sys.stdout.flush()
+    if answer.get("status") != 200:
+        out.warn(str(answer.get("reason")))
+    return 0 if answer.get("accepted") else 1
+
+
+def _check_sync_here(settings: Settings, data: bytes, args: argparse.Namespace, out: _Out) -> int:
+    """No daemon: decide here, answer first (stdout is closed so the caller has the response at once),
+    then provision in this process."""
+    import asyncio
+    import os
+    import time
+
+    from provd import engine, hooks
+    from provd.core.checksync import Action, CheckSyncHandler
+
+    decision = CheckSyncHandler(settings.catalog.sections).handle(
+        data, source=(args.source, args.port), policy=settings.check_sync_policy(), now=time.monotonic())
+    if decision.response is not None:
+        sys.stdout.buffer.write(decision.response)
+    sys.stdout.flush()
+    os.close(sys.stdout.fileno())
+    if decision.status != 200:
+        out.warn(decision.reason)
+        return 1
+    if decision.action is Action.REBOOT:
+        asyncio.run(hooks.run_reboot_hook(settings.config))
+    elif decision.action is not Action.NONE:
+        asyncio.run(engine.run(settings, trigger="check-sync", url=decision.url,
+                               restore=decision.body if decision.action is Action.RESTORE else None,
+                               reboot=decision.reboot))
+    return 0
 
 
 def _cmd_discover(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
@@ -204,29 +334,32 @@ def _progress(args: argparse.Namespace, out: _Out) -> Callable[[str], None]:
     return out.info
 
 
-def _finish(report: RunReport, args: argparse.Namespace, out: _Out) -> None:
+def _finish(report: dict[str, object], args: argparse.Namespace, out: _Out) -> None:
     """The end of a run: the DESIGN §8 report with --json, else warnings, errors and a summary line."""
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
+        print(json.dumps(report, indent=2))
         return
-    for w in report.warnings:
+    for w in _seq(report.get("warnings")):
         out.warn(w)
-    for e in report.errors:
+    for e in _seq(report.get("errors")):
         out.error(e)
-    for section in report.diff:
+    diffs = report.get("diff")
+    for section in diffs if isinstance(diffs, list) else []:
         out.info(f"  {section['section']}: would add {len(_seq(section['added']))}, change "
                  f"{len(_seq(section['changed']))}, remove {len(_seq(section['removed']))}")
         for sign, key in (("+", "added"), ("~", "changed"), ("-", "removed")):
             for path in _seq(section[key]):
                 out.info(f"    {sign} {path}")
-    if report.outcome is Outcome.FAILED:
+    changed = ", ".join(_seq(report.get("sections_changed")))
+    if report.get("outcome") == "failed":
         out.info("failed: nothing was committed")
-    elif report.dry_run:
-        would = f"would change {', '.join(report.sections_changed)}" if report.sections_changed else \
-            "nothing would change"
-        out.info(f"dry run: {would}; nothing was committed")
-    elif report.generation is not None:
-        out.info(f"applied: generation {report.generation} ({', '.join(report.sections_changed)})")
+    elif report.get("outcome") == "waiting":
+        out.info("waiting: network or time not ready; nothing was fetched")
+    elif report.get("dry_run"):
+        out.info(f"dry run: {'would change ' + changed if changed else 'nothing would change'}; "
+                 "nothing was committed")
+    elif report.get("generation") is not None:
+        out.info(f"applied: generation {report.get('generation')} ({changed})")
     else:
         out.info("unchanged: nothing to commit")
 
@@ -283,6 +416,9 @@ _COMMANDS = {
     "apply": _cmd_apply,
     "start": _cmd_start,
     "discover": _cmd_discover,
+    "run": _cmd_run,
+    "status": _cmd_status,
+    "check-sync": _cmd_check_sync,
     "backup": _cmd_backup,
     "show": _cmd_show,
     "history": _cmd_history,

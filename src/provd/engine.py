@@ -8,13 +8,15 @@ to run is the daemon's business.
 
 from __future__ import annotations
 
-from provd import __version__, device, discovery
+import asyncio
+
+from provd import __version__, device, discovery, hooks
 from provd.cache import HttpCache
 from provd.config import Config
-from provd.core.documents import Document, DocumentKind
+from provd.core.documents import Document, DocumentKind, parse_document
 from provd.core.markers import replace_markers
 from provd.core.urls import redact
-from provd.errors import FetchConnectionError, FetchTimeout, FetchTLSError, ProvdError
+from provd.errors import FetchConnectionError, FetchTimeout, FetchTLSError, ProvdError, RefusedDocument
 from provd.fetch import ChainFetcher, Limits
 from provd.http import HttpClient, HttpSettings
 from provd.local import Progress, Settings, now_iso
@@ -43,18 +45,31 @@ def limits(config: Config) -> Limits:
     )
 
 
-async def run(settings: Settings, *, trigger: str, url: str | None = None, dry_run: bool = False,
-              progress: Progress = lambda _line: None, wait_until: float | None = None) -> RunReport:
-    """One provisioning run. With `url` (CLI --url, a check-sync URL) discovery is skipped; otherwise the
-    preconditions are awaited and the URL discovered. Never raises a ProvdError: it lands in the report.
+async def run(settings: Settings, *, trigger: str, url: str | None = None, restore: bytes | None = None,
+              dry_run: bool = False, reboot: bool = False, progress: Progress = lambda _line: None,
+              wait_until: float | None = None) -> RunReport:
+    """One provisioning run. With `url` (CLI --url, a check-sync URL) discovery is skipped; with `restore`
+    (a check-sync settings snippet) nothing is fetched; otherwise the preconditions are awaited and the URL
+    discovered. After a commit the change hooks run; `reboot` then runs the reboot hook if one is
+    configured. Never raises a ProvdError: it lands in the report.
 
     `wait_until` (monotonic seconds) bounds the wait for the preconditions; the run then ends `waiting`.
     """
     config = settings.config
     report = RunReport(trigger=trigger, started=now_iso(), dry_run=dry_run)
     store = settings.store
-    report.run = store.begin_run()
+    report.run = store.begin_run(report.trigger, report.started)
     try:
+        if restore is not None:
+            report.source = "explicit"
+            report.url = "check-sync body"
+            doc = parse_document(restore, source="check-sync body", max_bytes=int(config.get("http.max_file_bytes")),
+                                 sections=settings.catalog.sections)
+            if doc.kind is DocumentKind.REFERENCE:
+                raise RefusedDocument("a reference file is refused as a manual restore", source=doc.source)
+            settings.apply_documents([doc], report, progress=progress)
+            await _after_commit(settings, report, reboot)
+            return _finish(settings, report)
         dev = device.device_from_config(config)
         async with HttpClient(http_settings(config, device.user_agent(config, dev, __version__))) as client:
             ctx = discovery.Context(config=config, device=dev, switches=settings.discovery_switches(),
@@ -73,6 +88,7 @@ async def run(settings: Settings, *, trigger: str, url: str | None = None, dry_r
                 candidates = found.candidates
             documents = await _fetch(settings, client, dev, candidates, report, progress)
         settings.apply_documents(documents, report, progress=progress)
+        await _after_commit(settings, report, reboot)
     except discovery.PreconditionsNotMet as exc:
         report.outcome = Outcome.WAITING
         report.errors.append(str(exc))
@@ -84,9 +100,29 @@ async def run(settings: Settings, *, trigger: str, url: str | None = None, dry_r
         report.retryable = exc.retryable
         report.retry_after_s = getattr(exc, "retry_after", None)
         progress(f"failed: {exc}")
+    except asyncio.CancelledError:  # provd is stopping: nothing was committed, say so, stop
+        report.outcome = Outcome.FAILED
+        committed = f"generation {report.generation} was committed before" if report.generation else \
+            "nothing was committed"
+        report.errors.append(f"cancelled: provd stopped during the run; {committed}")
+        _finish(settings, report)
+        raise
+    return _finish(settings, report)
+
+
+def _finish(settings: Settings, report: RunReport) -> RunReport:
     report.finished = now_iso()
-    store.finish_run(report.run, report.to_json())
+    assert report.run is not None
+    settings.store.finish_run(report.run, report.to_json())
     return report
+
+
+async def _after_commit(settings: Settings, report: RunReport, reboot: bool) -> None:
+    if report.generation is not None:
+        report.warnings += await hooks.run_changed_hooks(settings.config, report.sections_changed)
+    if reboot and not report.dry_run:
+        done = await hooks.run_reboot_hook(settings.config)
+        report.warnings.append(done or "reboot requested, but hooks.reboot is not configured: ignored")
 
 
 async def _fetch(settings: Settings, client: HttpClient, dev: Device, candidates: tuple[str, ...],

@@ -11,6 +11,7 @@ from pathlib import Path
 from provd import xmltree
 from provd.config import Config
 from provd.core import diff
+from provd.core.checksync import Policy
 from provd.core.documents import Document, DocumentKind, parse_document
 from provd.errors import ProvdError, RefusedDocument, UnknownSection
 from provd.files import read_capped
@@ -67,7 +68,7 @@ class Settings:
         """
         url = path.resolve().as_uri()
         report = RunReport(trigger=Trigger.APPLY.value, started=now_iso(), source="explicit", url=url)
-        report.run = self.store.begin_run()
+        report.run = self.store.begin_run(report.trigger, report.started)
         try:
             doc = self.parse(path)
             report.files = [{"url": url, "type": doc.kind.value, "status": None, "bytes": path.stat().st_size,
@@ -131,6 +132,20 @@ class Settings:
 
         return Switches(dhcp=flag("dhcp"), redirect=flag("redirect"), pbx=flag("pbx"),
                         url=(section.findtext("url") or "").strip())
+
+    def execution_values(self) -> dict[str, str]:
+        """The leaves of provisioning/execution, as text."""
+        execution = WorkingCopy(self.catalog, self.store.section).get("provisioning").find("execution")
+        if execution is None:
+            return {}
+        return {str(child.tag): (child.text or "").strip() for child in execution if isinstance(child.tag, str)}
+
+    def check_sync_policy(self) -> Policy:
+        """provisioning/sip/active and the allowlist, read afresh for every NOTIFY."""
+        section = WorkingCopy(self.catalog, self.store.section).get("provisioning")
+        active = (section.findtext("sip/active") or "").strip() in ("true", "1")
+        entries = tuple((e.text or "").strip() for e in section.iterfind("sip/allowlist/allowlistEntry"))
+        return Policy(active=active, allowlist=tuple(e for e in entries if e))
 
     def section_value(self, section: str, path: str) -> str:
         """The text of one leaf of the current settings ('' when absent)."""

@@ -190,10 +190,11 @@ class Store:
             "DELETE FROM generations WHERE id < :k AND id NOT IN (SELECT generation FROM section_rows)",
             {"k": oldest_kept})
 
-    def begin_run(self) -> int:
+    def begin_run(self, trigger: str, started: str) -> int:
         """A run number, reserved before the run starts (a run killed midway stays visible as such)."""
         with self._write():
-            cur = self._conn.execute("INSERT INTO runs (report) VALUES (?)", (json.dumps({"outcome": "running"}),))
+            placeholder = {"trigger": trigger, "started": started, "outcome": "running"}
+            cur = self._conn.execute("INSERT INTO runs (report) VALUES (?)", (json.dumps(placeholder),))
             run = int(cur.lastrowid or 0)
             self._conn.execute("DELETE FROM runs WHERE id <= ?", (run - KEEP_RUNS,))
         return run
@@ -203,8 +204,8 @@ class Store:
             self._conn.execute("UPDATE runs SET report = ? WHERE id = ?", (json.dumps(report, sort_keys=True), run))
 
     def last_run(self) -> dict[str, object] | None:
-        row = self._conn.execute("SELECT report FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-        return dict(json.loads(row[0])) if row else None
+        row = self._conn.execute("SELECT id, report FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        return {**json.loads(row[1]), "run": row[0]} if row else None
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
