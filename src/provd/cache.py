@@ -1,13 +1,15 @@
 """The conditional-request cache (DESIGN §7): per URL the last ETag / Last-Modified and the body, in
-`state_dir/http-cache/`. A 304 re-uses the body. Entries are written atomically (temp file + rename), so a
-crash leaves either the old or the new entry; an unreadable entry is simply a miss.
+`state_dir/http-cache/`. A 304 re-uses the body. Entries are written by temp file + rename without fsync
+(a lost cache costs a download, not correctness: it is not worth two flash syncs on a run's critical
+path); the body's size and CRC-32 are kept with the validators, so a body a crash damaged is a miss —
+provd then asks again without validators — and never a wrong file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,8 @@ class CacheEntry:
     etag: str | None
     last_modified: str | None
     body: Path
+    size: int
+    crc32: int
 
 
 class HttpCache:
@@ -38,13 +42,18 @@ class HttpCache:
             return None
         if not body.exists() or data.get("url") != redact(url):
             return None
-        return CacheEntry(data.get("etag"), data.get("last_modified"), body)
+        return CacheEntry(data.get("etag"), data.get("last_modified"), body, int(data.get("size", -1)),
+                          int(data.get("crc32", -1)))
 
     def read(self, entry: CacheEntry) -> bytes | None:
+        """The cached body, or None when it is gone or not what was stored."""
         try:
-            return entry.body.read_bytes()
+            data = entry.body.read_bytes()
         except OSError:
             return None
+        if len(data) != entry.size or zlib.crc32(data) != entry.crc32:
+            return None
+        return data
 
     def store(self, url: str, etag: str | None, last_modified: str | None, body: bytes) -> None:
         """Remember `body` for a later 304; without validators there is nothing to remember."""
@@ -54,16 +63,13 @@ class HttpCache:
         try:
             self._dir.mkdir(parents=True, exist_ok=True)
             _atomic_write(body_path, body)
-            _atomic_write(meta, json.dumps({"url": redact(url), "etag": etag,
-                                            "last_modified": last_modified}).encode())
+            _atomic_write(meta, json.dumps({"url": redact(url), "etag": etag, "last_modified": last_modified,
+                                            "size": len(body), "crc32": zlib.crc32(body)}).encode())
         except OSError:
             pass  # a cache that cannot be written costs bandwidth, not correctness
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    tmp.write_bytes(data)
     tmp.replace(path)

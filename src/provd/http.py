@@ -171,6 +171,7 @@ class HttpClient:
         async with self._client.stream("GET", url, headers=headers, auth=auth) as resp:
             final = str(resp.url)
             if resp.status_code == 304 and conditional:
+                await resp.aread()  # read to the end, or the pool drops the HTTP/1.1 connection
                 return HttpResponse(final, 304, b"", resp.headers.get("etag"), resp.headers.get("last-modified"))
             if resp.status_code != 200:
                 raise FetchStatusError(f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip(), url=shown,
