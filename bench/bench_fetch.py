@@ -572,7 +572,8 @@ SCENARIOS = [
     Scenario("HTTP/1.1, http.concurrency 4 (default)", "http", 4),
     Scenario("HTTP/1.1, http.concurrency 8", "http", 8),
     Scenario("HTTPS (h2), http.concurrency 8", "https", 8),
-    Scenario("HTTPS (h2), one by one (http.concurrency 1)", "https", 1, warm=False, judged=False),
+    # http.concurrency bounds connections: over HTTP/2 one connection still multiplexes every sibling.
+    Scenario("HTTPS (h2), http.concurrency 1 (one connection, multiplexed)", "https", 1, warm=False),
     Scenario("HTTP/1.1, one by one (http.concurrency 1)", "http", 1, warm=False, judged=False),
 ]
 

@@ -1,6 +1,6 @@
 # Sourced by scripts/test and scripts/demo: make .venv with provd (editable) and its test tools.
 # Debian packages for the real-peer tests are installed when running as root and missing.
-APT_PACKAGES="python3-venv sqlite3 time nginx lighttpd"
+APT_PACKAGES="python3-venv sqlite3 time nginx lighttpd iproute2 isc-dhcp-server dnsmasq-base chrony sip-tester sipsak"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=""
     for p in $APT_PACKAGES; do

@@ -13,6 +13,7 @@ import pytest
 
 from provd.schemas import Catalog
 from tests.peers.http import http_peers, served  # noqa: F401
+from tests.peers.netbench import check_sync, dhcp_server, netns, ntp_server, pnp_responder, prov_http, redirect_service  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
