@@ -189,6 +189,10 @@ class Daemon:
             report = await engine.run(self.settings, trigger=request.trigger.value, url=request.url,
                                       restore=request.restore, dry_run=request.dry_run, reboot=request.reboot,
                                       progress=progress)
+        except asyncio.CancelledError:
+            for listener in request.listeners:
+                listener({"event": "report", "report": self.settings.store.last_run() or {"outcome": "failed"}})
+            raise
         finally:
             self._running = None
         for listener in request.listeners:
@@ -281,6 +285,10 @@ class Daemon:
                 message = {}
             await self._command(message if isinstance(message, dict) else {}, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            # provd is stopping. The connection's task ends here: on Python 3.11 asyncio's stream callback
+            # calls task.exception() on a cancelled handler and logs a spurious traceback.
             pass
         finally:
             writer.close()

@@ -82,7 +82,9 @@ class CheckSyncHandler:
             return Decision(None, Action.NONE, f"a response ({message.status}) is never answered")
         if message.method == "ACK" or not sip.can_answer(message):
             return Decision(None, Action.NONE, f"{message.method} without the headers a response needs")
-        key = (source[0], str(source[1]), sip.branch(message) or "", message.headers.get("call-id") or "",
+        # RFC 3261 §17.2.3: a retransmission carries the same branch, Call-ID and CSeq (its source port
+        # may differ behind NAT); the sender address keeps two senders apart.
+        key = (source[0], sip.branch(message) or "", message.headers.get("call-id") or "",
                message.headers.get("cseq") or "")
         self._expire(now)
         cached = self._answered.get(key)

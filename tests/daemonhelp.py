@@ -1,0 +1,104 @@
+"""Running `provd run` as a subprocess under a fake service manager: a notify socket the test reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .conftest import Provd
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Wait for a condition another process brings about, with a deadline (not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout} s")
+        time.sleep(0.02)
+
+
+@dataclass
+class RunningDaemon:
+    provd: Provd
+    proc: subprocess.Popen[bytes]
+    notify: socket.socket
+    notes: list[str] = field(default_factory=list)
+
+    def notifications(self, timeout: float = 0.0) -> list[str]:
+        """Every datagram received so far (waiting up to `timeout` for the next one)."""
+        self.notify.settimeout(timeout or 0.001)
+        while True:
+            try:
+                self.notes += self.notify.recv(4096).decode().split("\n")
+            except (TimeoutError, BlockingIOError):
+                return self.notes
+            self.notify.settimeout(0.001)
+
+    def wait_note(self, note: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while note not in self.notifications(0.05):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise TimeoutError(f"{note} not sent; got {self.notes}; exit {self.proc.poll()}")
+
+    def status(self) -> dict[str, Any]:
+        result = self.provd.run("status", "--json", check=0)
+        status: dict[str, Any] = json.loads(result.stdout)
+        return status
+
+    def runs_started(self) -> int:
+        return int(self.status().get("runs_started", 0))
+
+    def wait_idle_after(self, runs: int, timeout: float = 20.0) -> dict[str, Any]:
+        """Wait until at least `runs` runs have started and the daemon is idle again; the last report."""
+        state: dict[str, Any] = {}
+
+        def done() -> bool:
+            nonlocal state
+            state = self.status()
+            return int(state.get("runs_started", 0)) >= runs and state.get("state") == "idle" \
+                and not state.get("queued")
+        wait_until(done, timeout, f"{runs} runs finished")
+        report: dict[str, Any] = state["last_report"]
+        return report
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+
+@contextmanager
+def running_daemon(provd: Provd, tmp_path: Path, *, watchdog_usec: int | None = None) -> Iterator[RunningDaemon]:
+    address = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(address)
+    env = {**os.environ, "NOTIFY_SOCKET": address, "PYTHONDONTWRITEBYTECODE": "1"}
+    if watchdog_usec:
+        env["WATCHDOG_USEC"] = str(watchdog_usec)
+    log = (tmp_path / "daemon.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "provd", "--config", str(provd.config), "run"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    daemon = RunningDaemon(provd, proc, notify)
+    try:
+        daemon.wait_note("READY=1")
+        yield daemon
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        notify.close()
+        log.close()
+        text = (tmp_path / "daemon.log").read_text(errors="replace")
+        assert "Traceback" not in text, text

@@ -1,0 +1,280 @@
+"""`provd run` as systemd runs it: notify protocol, signals, control socket, triggers, single flight,
+check-sync (UDP listener and stdin), hooks. Real peers on loopback: nginx and the fault server for files,
+sipsak for an administrator's NOTIFY; the discovery tests run the same daemon inside network namespaces."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import SHARED, Provd
+from .daemonhelp import running_daemon, wait_until
+from .peers.http import HttpPeers, Served
+
+TORTURE = sorted((SHARED / "reference" / "sip-torture").glob("*.dat"))
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def configure(tmp_path: Path, *, url: str = "", active: bool = False, sip_port: int | None = None,
+              hooks: bool = True, allow: str = "127.0.0.1") -> Provd:
+    state = tmp_path / "state"
+    hook_log = tmp_path / "hook.log"
+    write_env = (f"import os; open({str(hook_log)!r}, 'a').write(os.environ.get('PROVD_SECTIONS', '') + "
+                 f"'|' + os.environ.get('HOOK', '') + chr(10))")
+    config: dict[str, Any] = {
+        "device": {"type": "D400", "serial": "0123456789", "mac": "00:09:52:00:00:0E", "interface": "lo"},
+        "paths": {"state_dir": str(state), "runtime_dir": str(tmp_path / "run")},
+        "ntp": {"required": False},
+        "dhcp": {"mode": "off"},
+        "http": {"timeout_s": 30},
+        "sip": {"listen": f"127.0.0.1:{sip_port}" if sip_port else None},
+    }
+    if hooks:
+        config["hooks"] = {"changed": {"*": [sys.executable, "-c", write_env]},
+                           "reboot": ["env", "HOOK=reboot", sys.executable, "-c", write_env]}
+    cfg = tmp_path / "provd.yaml"
+    cfg.write_text(json.dumps(config))
+    provd = Provd(cfg, state)
+    settings = tmp_path / "settings.xml"
+    settings.write_text(
+        f"<provisioning><active>{str(active).lower()}</active><dhcp>false</dhcp><redirect>false</redirect>"
+        f"<pbx>false</pbx><url>{url}</url><sip><active>true</active><allowlist><allowlistEntry>{allow}"
+        "</allowlistEntry></allowlist></sip></provisioning>")
+    provd.run("apply", str(settings), check=0)
+    return provd
+
+
+def keys(number: int, label: str) -> str:
+    return f'<keys><phoneXtensions><key keyNumber="{number}" label="{label}"/></phoneXtensions></keys>'
+
+
+def hook_lines(tmp_path: Path) -> list[str]:
+    log = tmp_path / "hook.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_service_manager_contract(tmp_path: Path) -> None:
+    provd = configure(tmp_path)
+    with running_daemon(provd, tmp_path, watchdog_usec=200_000) as daemon:
+        daemon.wait_note("WATCHDOG=1")
+        sock = tmp_path / "run" / "provd.sock"
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o660
+        status = daemon.status()
+        assert status["state"] == "idle"
+        assert status["pid"] == daemon.proc.pid
+        assert status["next_run"] is None  # provisioning/active is false: no boot run, no schedule
+        daemon.signal(signal.SIGTERM)
+        assert daemon.proc.wait(10) == 0
+        daemon.wait_note("STOPPING=1")
+        assert not sock.exists()
+    assert provd.run("status", "--json", check=0).stdout.count('"not running"') == 1
+
+
+def test_boot_run_and_schedule_when_active(tmp_path: Path, served: Served) -> None:
+    served.write("phone.xml", keys(1, "boot"))
+    provd = configure(tmp_path, url=served.http_url + "phone.xml", active=True)
+    with running_daemon(provd, tmp_path) as daemon:
+        report = daemon.wait_idle_after(1)
+        assert (report["trigger"], report["outcome"]) == ("boot", "applied")
+        assert daemon.status()["next_run"] is not None
+    assert 'label="boot"' in provd.run("show", "keys", check=0).stdout
+    assert hook_lines(tmp_path) == ["provisioning|", "keys|"]  # the set-up apply, then the boot run
+
+
+def test_start_goes_through_the_daemon(tmp_path: Path, served: Served) -> None:
+    served.write("a.xml", keys(2, "via-daemon"))
+    provd = configure(tmp_path)
+    with running_daemon(provd, tmp_path) as daemon:
+        result = provd.run("start", "--url", served.http_url + "a.xml", check=0)
+        assert "fetch " + served.http_url + "a.xml" in result.stdout
+        assert "applied: generation" in result.stdout
+        assert daemon.runs_started() == 1
+        report = json.loads(provd.run("start", "--url", served.http_url + "a.xml", "--json", check=0).stdout)
+        assert report["outcome"] == "unchanged"
+        assert daemon.runs_started() == 2
+
+
+def test_sighup_provisions_now(tmp_path: Path, served: Served) -> None:
+    served.write("hup.xml", keys(3, "hup"))
+    provd = configure(tmp_path, url=served.http_url + "hup.xml")
+    with running_daemon(provd, tmp_path) as daemon:
+        daemon.signal(signal.SIGHUP)
+        report = daemon.wait_idle_after(1)
+        assert (report["trigger"], report["outcome"]) == ("sighup", "applied")
+
+
+def test_sigterm_during_stalled_download_leaves_store_unchanged(tmp_path: Path, served: Served) -> None:
+    provd = configure(tmp_path, url=served.fault_url + "stall")
+    before = provd.backup()
+    with running_daemon(provd, tmp_path) as daemon:
+        client = subprocess.Popen([sys.executable, "-m", "provd", "--config", str(provd.config), "start"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_until(lambda: daemon.status()["state"] == "running", what="run started")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.proc.wait(10) == 0
+        client.wait(10)
+    assert provd.backup() == before
+    last = json.loads(provd.run("status", "--json", check=0).stdout)["last_report"]
+    assert last["outcome"] == "failed" and "cancelled" in last["errors"][0]
+
+
+def test_triggers_during_a_run_coalesce_into_one_follow_up(tmp_path: Path, served: Served,
+                                                            http_peers: HttpPeers) -> None:
+    slow = served.fault_url + "coalesce/slow?ms=1500"
+    provd = configure(tmp_path, url=slow)
+    with running_daemon(provd, tmp_path) as daemon:
+        argv = [sys.executable, "-m", "provd", "--config", str(provd.config), "start"]
+        first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_until(lambda: daemon.status()["state"] == "running", what="first run started")
+        others = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(9)]
+        daemon.signal(signal.SIGHUP)  # the tenth trigger
+        codes = [p.wait(30) for p in [first, *others]]
+        daemon.wait_idle_after(2)
+        assert codes == [0] * 10
+        assert daemon.runs_started() == 2
+    with urllib.request.urlopen(http_peers.fault_url + "/count", timeout=5) as answer:
+        counts = json.loads(answer.read())
+    assert counts[f"/{served.path.name}/coalesce/slow"] == 2
+
+
+def notify_message(source: str, event: str = "check-sync", body: str = "", branch: str = "z9hG4bKt1") -> bytes:
+    head = (f"NOTIFY sip:201@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {source}:5070;branch={branch}\r\n"
+            f"From: <sip:pbx@{source}>\r\nTo: <sip:201@127.0.0.1>\r\nCall-ID: {branch}@{source}\r\n"
+            f"CSeq: 1 NOTIFY\r\nEvent: {event}\r\n")
+    if body:
+        head += f"Content-Type: application/xml\r\nContent-Length: {len(body.encode())}\r\n"
+    return (head + "\r\n" + body).encode()
+
+
+def send_udp(port: int, data: bytes, source: str = "127.0.0.1", timeout: float = 2.0) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))
+        s.settimeout(timeout)
+        s.sendto(data, ("127.0.0.1", port))
+        try:
+            return s.recv(65535)
+        except TimeoutError:
+            return None
+
+
+@pytest.fixture
+def listening(tmp_path: Path, served: Served) -> tuple[Provd, int]:
+    served.write("cs.xml", keys(4, "check-sync"))
+    port = free_udp_port()
+    return configure(tmp_path, url=served.http_url + "cs.xml", sip_port=port), port
+
+
+def test_check_sync_from_allowlisted_sender_runs(tmp_path: Path, listening: tuple[Provd, int]) -> None:
+    provd, port = listening
+    with running_daemon(provd, tmp_path) as daemon:
+        answer = send_udp(port, notify_message("127.0.0.1"))
+        assert answer is not None and answer.startswith(b"SIP/2.0 200 OK")
+        report = daemon.wait_idle_after(1)
+        assert (report["trigger"], report["outcome"]) == ("check-sync", "applied")
+        again = send_udp(port, notify_message("127.0.0.1"))  # a retransmission: same answer, no new run
+        assert again == answer
+        assert daemon.runs_started() == 1
+
+
+def test_check_sync_from_other_address_is_refused(tmp_path: Path, listening: tuple[Provd, int]) -> None:
+    provd, port = listening
+    with running_daemon(provd, tmp_path) as daemon:
+        answer = send_udp(port, notify_message("127.0.0.2"), source="127.0.0.2")
+        assert answer is not None and answer.startswith(b"SIP/2.0 403")
+        assert daemon.runs_started() == 0
+
+
+def test_sipsak_notify_as_administrators_send_it(tmp_path: Path, listening: tuple[Provd, int]) -> None:
+    provd, port = listening
+    message = tmp_path / "notify.txt"
+    message.write_bytes(b"NOTIFY sip:201@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKsak\r\n"
+                        b"From: <sip:pbx@127.0.0.1>\r\nTo: <sip:201@127.0.0.1>\r\nCall-ID: sak@127.0.0.1\r\n"
+                        b"CSeq: 1 NOTIFY\r\nEvent: check-sync\r\n\r\n")
+    with running_daemon(provd, tmp_path) as daemon:
+        result = subprocess.run(["sipsak", "-f", str(message), "-s", f"sip:201@127.0.0.1:{port}", "-vv"],
+                                capture_output=True, text=True, timeout=20)
+        assert "200 OK" in result.stdout, result.stdout + result.stderr
+        report = daemon.wait_idle_after(1)
+        assert report["trigger"] == "check-sync"
+
+
+@pytest.mark.parametrize(("body", "check"), [
+    pytest.param("<notifySync><checkSync><url>URL</url></checkSync></notifySync>", "url", id="notifySync-url"),
+    pytest.param(keys(9, "snippet"), "snippet", id="settings-snippet"),
+    pytest.param("<notifySync><reboot/></notifySync>", "reboot", id="reboot"),
+])
+def test_check_sync_bodies(tmp_path: Path, listening: tuple[Provd, int], served: Served, body: str,
+                           check: str) -> None:
+    provd, port = listening
+    served.write("other.xml", keys(5, "from-notify-url"))
+    with running_daemon(provd, tmp_path) as daemon:
+        answer = send_udp(port, notify_message("127.0.0.1", body=body.replace("URL", served.http_url + "other.xml")))
+        assert answer is not None and answer.startswith(b"SIP/2.0 200 OK")
+        if check == "reboot":
+            wait_until(lambda: "|reboot" in hook_lines(tmp_path), what="reboot hook")
+            return
+        report = daemon.wait_idle_after(1)
+        assert report["outcome"] == "applied"
+    shown = provd.run("show", "keys", check=0).stdout
+    assert ('label="from-notify-url"' if check == "url" else 'label="snippet"') in shown
+
+
+def test_torture_messages_leave_the_listener_running(tmp_path: Path, listening: tuple[Provd, int]) -> None:
+    provd, port = listening
+    allow_all = tmp_path / "allow.xml"
+    allow_all.write_text("<provisioning><sip><allowlist><allowlistEntry>0.0.0.0/0</allowlistEntry></allowlist>"
+                         "</sip></provisioning>")
+    provd.run("apply", str(allow_all), check=0)
+    with running_daemon(provd, tmp_path) as daemon:
+        for path in TORTURE:
+            answer = send_udp(port, path.read_bytes(), timeout=0.3)
+            assert answer is None or not answer.startswith(b"SIP/2.0 2"), path.name
+            if path.stem in {"unreason", "noreason", "scalarlg", "bigcode", "bcast"}:
+                assert answer is None, path.name  # responses are never answered
+        assert daemon.proc.poll() is None
+        assert daemon.runs_started() == 0
+        answer = send_udp(port, notify_message("127.0.0.1"))
+        assert answer is not None and answer.startswith(b"SIP/2.0 200")
+
+
+def test_check_sync_on_stdin_without_daemon(tmp_path: Path, listening: tuple[Provd, int]) -> None:
+    provd, _ = listening
+    refused = provd.run("check-sync", "--source", "10.9.9.9", stdin=notify_message("10.9.9.9"), check=1)
+    assert refused.stdout.startswith("SIP/2.0 403")
+    accepted = provd.run("check-sync", "--source", "127.0.0.1", stdin=notify_message("127.0.0.1"), check=0)
+    assert accepted.stdout.startswith("SIP/2.0 200 OK")
+    assert 'label="check-sync"' in provd.run("show", "keys", check=0).stdout
+
+
+def test_check_sync_on_stdin_with_daemon(tmp_path: Path, listening: tuple[Provd, int]) -> None:
+    provd, _ = listening
+    with running_daemon(provd, tmp_path) as daemon:
+        accepted = provd.run("check-sync", "--source", "127.0.0.1", stdin=notify_message("127.0.0.1"), check=0)
+        assert accepted.stdout.startswith("SIP/2.0 200 OK")
+        report = daemon.wait_idle_after(1)
+        assert report["trigger"] == "check-sync"
+
+
+def test_hook_failure_is_a_warning(tmp_path: Path, served: Served) -> None:
+    served.write("h.xml", keys(6, "hook"))
+    provd = configure(tmp_path, hooks=False)
+    cfg = json.loads(provd.config.read_text())
+    cfg["hooks"] = {"changed": {"keys": ["false"]}}
+    provd.config.write_text(json.dumps(cfg))
+    report = json.loads(provd.run("start", "--url", served.http_url + "h.xml", "--json", check=0).stdout)
+    assert report["outcome"] == "applied"
+    assert any("hook false for keys: exit 1" in w for w in report["warnings"])
