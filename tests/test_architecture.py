@@ -15,7 +15,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "provd"
 CORE_FORBIDDEN = {"os", "socket", "asyncio", "sqlite3", "httpx", "subprocess", "pathlib", "time", "yaml",
                   "scapy", "ntplib", "xmlschema", "lxml", "provd.store", "provd.config", "provd.schemas"}
 
-ADAPTERS = {"sqlite3": {"store.py"}, "yaml": {"config.py"}, "httpx": {"http.py"}, "scapy": set(), "ntplib": set()}
+ADAPTERS = {"sqlite3": {"store.py"}, "yaml": {"config.py"}, "httpx": {"http.py"}, "scapy": {"dhcp_child.py"},
+            "ntplib": {"ntp.py"}}
 
 
 def imports(path: Path) -> set[str]:

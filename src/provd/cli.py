@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from provd.errors import ProvdError
 
 if TYPE_CHECKING:
+    from provd.config import Config
     from provd.discovery import Discovery
     from provd.local import Settings
 
@@ -94,9 +95,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = _Out(args.quiet, args.verbose)
     try:
-        from provd import config, local
+        from provd import config
 
-        settings = local.Settings(config.load(args.config))
+        cfg = config.load(args.config)
+        via_daemon = _VIA_DAEMON.get(args.command)
+        if via_daemon is not None:  # the daemon does the work: no lxml, no store in this process
+            code = via_daemon(cfg, args, out)
+            if code is not None:
+                return code
+        from provd import local
+
+        settings = local.Settings(cfg)
         try:
             handler = _COMMANDS[args.command]
             return handler(settings, args, out)
@@ -157,14 +166,14 @@ def _cmd_apply(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
     return 1 if report.errors else 0
 
 
-def _cmd_start(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
-    """Through the running daemon when there is one (its single-flight runner), else in this process."""
+def _daemon_start(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
+    """`provd start` through the running daemon (its single-flight runner); None when none runs."""
     from provd import control
 
     progress = _progress(args, out)
     report: dict[str, object] | None = None
     try:
-        for event in control.exchange(settings.config.runtime_dir / "provd.sock",
+        for event in control.exchange(config.runtime_dir / "provd.sock",
                                       {"cmd": "start", "url": args.url, "dry_run": args.dry_run}):
             if event.get("event") == "progress":
                 progress(str(event.get("line")))
@@ -173,14 +182,24 @@ def _cmd_start(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
             elif event.get("event") == "report" and isinstance(event.get("report"), dict):
                 report = event["report"]  # type: ignore[assignment]
     except control.NoDaemon:
-        import asyncio
-
-        from provd import engine
-
-        report = asyncio.run(engine.run(settings, trigger="cli", url=args.url, dry_run=args.dry_run,
-                                        progress=progress, wait_until=_deadline(args))).to_json()
+        return None
     if report is None:
         raise ProvdError("the daemon closed the control socket without a report")
+    return _end_of_run(report, args, out)
+
+
+def _cmd_start(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+    """No daemon runs: the same run in this process."""
+    import asyncio
+
+    from provd import engine
+
+    report = asyncio.run(engine.run(settings, trigger="cli", url=args.url, dry_run=args.dry_run,
+                                    progress=_progress(args, out), wait_until=_deadline(args))).to_json()
+    return _end_of_run(report, args, out)
+
+
+def _end_of_run(report: dict[str, object], args: argparse.Namespace, out: _Out) -> int:
     _finish(report, args, out)
     return 0 if report.get("outcome") in ("applied", "unchanged") else 1
 
@@ -204,13 +223,22 @@ def _cmd_run(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
     return 0
 
 
-def _cmd_status(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+def _daemon_status(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
     from provd import control
 
     try:
-        status = next(control.exchange(settings.config.runtime_dir / "provd.sock", {"cmd": "status"}), {})
+        status = next(control.exchange(config.runtime_dir / "provd.sock", {"cmd": "status"}), {})
     except control.NoDaemon:
-        status = {"state": "not running", "last_report": settings.store.last_run(), "next_run": None}
+        return None
+    return _print_status(status, args, out)
+
+
+def _cmd_status(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+    return _print_status({"state": "not running", "last_report": settings.store.last_run(), "next_run": None},
+                         args, out)
+
+
+def _print_status(status: dict[str, object], args: argparse.Namespace, out: _Out) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
@@ -234,19 +262,19 @@ def _cmd_status(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
     return 0
 
 
-def _cmd_check_sync(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+def _daemon_check_sync(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
     """A NOTIFY from the phone's SIP stack on stdin; the SIP response to send back on stdout."""
     import base64
 
     from provd import control
 
-    data = sys.stdin.buffer.read()
+    args.data = sys.stdin.buffer.read()  # read once: the in-process path needs it too
     try:
-        answer = next(control.exchange(settings.config.runtime_dir / "provd.sock",
+        answer = next(control.exchange(config.runtime_dir / "provd.sock",
                                        {"cmd": "check-sync", "source": args.source, "port": args.port,
-                                        "data": base64.b64encode(data).decode()}), {})
+                                        "data": base64.b64encode(args.data).decode()}), {})
     except control.NoDaemon:
-        return _check_sync_here(settings, data, args, out)
+        return None
     response = answer.get("response")
     if isinstance(response, str):
         sys.stdout.buffer.write(base64.b64decode(response))
@@ -256,7 +284,7 @@ def _cmd_check_sync(settings: Settings, args: argparse.Namespace, out: _Out) -> 
     return 0 if answer.get("accepted") else 1
 
 
-def _check_sync_here(settings: Settings, data: bytes, args: argparse.Namespace, out: _Out) -> int:
+def _cmd_check_sync(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
     """No daemon: decide here, answer first (stdout is closed so the caller has the response at once),
     then provision in this process."""
     import asyncio
@@ -267,7 +295,7 @@ def _check_sync_here(settings: Settings, data: bytes, args: argparse.Namespace, 
     from provd.core.checksync import Action, CheckSyncHandler
 
     decision = CheckSyncHandler(settings.catalog.sections).handle(
-        data, source=(args.source, args.port), policy=settings.check_sync_policy(), now=time.monotonic())
+        args.data, source=(args.source, args.port), policy=settings.check_sync_policy(), now=time.monotonic())
     if decision.response is not None:
         sys.stdout.buffer.write(decision.response)
     sys.stdout.flush()
@@ -410,6 +438,12 @@ def _cmd_rollback(settings: Settings, args: argparse.Namespace, out: _Out) -> in
         out.info(f"rolled back to generation {args.generation} as generation {gen} ({', '.join(sections)})")
     return 0
 
+
+_VIA_DAEMON: dict[str, Callable[[Config, argparse.Namespace, _Out], int | None]] = {
+    "start": _daemon_start,
+    "status": _daemon_status,
+    "check-sync": _daemon_check_sync,
+}
 
 _COMMANDS = {
     "validate": _cmd_validate,
