@@ -17,7 +17,7 @@ LAB = parse_hex_bytes("42:17:68:74:74:70:3a:2f:2f:31:30:2e:31:32:33:2e:30:2e:31:
     pytest.param(LAB, {0x42: "http://10.123.0.1:8080", 0x43: "prov/{mac}.xml"}, id="lab-bench"),
     pytest.param(b"\x42\x0ahttp://foo", {0x42: "http://foo"}, id="length-without-nul"),
     pytest.param(b"\x00\x00" + VENDOR_66 + b"\xff" + VENDOR_67, {0x42: "http://foo"}, id="pad-and-end"),
-    pytest.param(b"\x42\x20http://fo", {0x42: "http://fo"}, id="truncated-value"),
+    pytest.param(b"\x42\x20http://fo", {}, id="truncated-value"),
     pytest.param(b"\x42", {}, id="truncated-code-only"),
     pytest.param(b"\x42\x03\xff\xfe\x01", {}, id="not-text"),
     pytest.param(b"", {}, id="empty"),
@@ -58,15 +58,23 @@ def test_join(base: str, path: str, expected: str | None) -> None:
     pytest.param(DhcpAnswer(), None, id="nothing"),
 ])
 def test_url_from_answer(answer: DhcpAnswer, expected: tuple[str, ...] | None) -> None:
-    result = url_from_answer(answer)
-    assert (result.candidates if result else None) == expected
+    assert url_from_answer(answer).candidates == (expected or ())
 
 
-def test_notes_say_where_parts_came_from() -> None:
-    result = url_from_answer(DhcpAnswer(option43=b"\x42\x30http://x", option67=b"a"))
-    assert result is not None
+def test_malformed_option43_is_ignored_whole_and_reported() -> None:
+    result = url_from_answer(DhcpAnswer(option43=b"\x42\x30http://x", option66=b"http://p", option67=b"a"))
+    assert result.candidates == ("http://p/a",)
     assert any("truncated" in n for n in result.notes)
-    assert "server from option 43/0x42: http://x" in result.notes
+    assert "option 43 ignored: malformed" in result.notes
+    assert "server from option 66: http://p" in result.notes
+
+
+@pytest.mark.parametrize("raw", [b"\x42\x0bhttp://foo\x00\x43", b"\x42\x05http://10.123.0.1:8080\x00",
+                                 b"\x42\x03\xff\xfe\x01"])
+def test_broken_option43_alone_gives_no_url(raw: bytes) -> None:
+    result = url_from_answer(DhcpAnswer(option43=raw))
+    assert result.candidates == ()
+    assert "option 43 ignored: malformed" in result.notes
 
 
 LEASE = """lease {
@@ -91,9 +99,7 @@ def test_dhclient_lease_last_wins_hex_not_padded() -> None:
     assert answer.option67 == b"prov/{mac}.xml"
     assert answer.file == b"boot.xml"
     assert answer.ntp_servers == ("10.123.0.1", "10.123.0.2")
-    result = url_from_answer(answer)
-    assert result is not None
-    assert result.candidates == ("http://10.123.0.1:8080/prov/{mac}.xml",)
+    assert url_from_answer(answer).candidates == ("http://10.123.0.1:8080/prov/{mac}.xml",)
 
 
 def test_dhclient_lease_empty() -> None:

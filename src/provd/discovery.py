@@ -166,8 +166,9 @@ async def _source_dhcp(ctx: Context) -> Attempt:
     if ctx.dhcp_answer is None:
         return Attempt("dhcp", "none", ctx.dhcp_detail or "no answer")
     found = dhcp.url_from_answer(ctx.dhcp_answer)
-    if found is None:
-        return Attempt("dhcp", "none", f"{ctx.dhcp_detail}; no option 43/66/67 or BOOTP sname/file")
+    if not found.candidates:
+        return Attempt("dhcp", "none", "; ".join([ctx.dhcp_detail, *found.notes,
+                                                   "no usable option 43/66/67 or BOOTP sname/file"]))
     candidates = tuple(markers.replace_markers(c, ctx.device) for c in found.candidates)
     detail = "; ".join([ctx.dhcp_detail, *found.notes])
     return Attempt("dhcp", "found", detail, candidates[0], candidates)

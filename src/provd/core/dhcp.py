@@ -1,9 +1,12 @@
 """DHCP answers → a provisioning URL (DESIGN §1 step 2.1, §6; PROTOCOLS.md §3). Pure.
 
 Option 43 is read as Auerswald sub-options (0x42 → 66, 0x43 → 67; code byte, length byte with or without
-the trailing NUL, text; pad 0x00 and end 0xFF honoured; truncation tolerated) and overrides 66/67 field by
-field; 66/67 fall back to the BOOTP `sname`/`file` fields (ISC's `filename` fills `file`, not option 67).
-The two parts are joined with exactly one `/`; a result without a scheme is tried as https, then http.
+the trailing NUL, text; pad 0x00 and end 0xFF honoured) and overrides 66/67 field by field. Truncation is
+tolerated in that it never fails the run, but an option 43 whose structure is broken (a value cut short, a
+code without length, a 0x42/0x43 that is not text) is ignored as a whole and reported: half a server
+name is not a server to send the phone's MAC to. 66/67 fall back to the BOOTP `sname`/`file` fields
+(ISC's `filename` fills `file`, not option 67). The two parts are joined with exactly one `/`; a result
+without a scheme is tried as https, then http.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class DhcpUrl:
 
 
 def parse_option43(raw: bytes) -> tuple[dict[int, str], list[str]]:
-    """Auerswald sub-options of option 43, and notes on anything odd (truncation, undecodable text)."""
+    """Auerswald sub-options of option 43, and notes on what is broken; any note means: do not use it."""
     subs: dict[int, str] = {}
     notes: list[str] = []
     i = 0
@@ -53,10 +56,11 @@ def parse_option43(raw: bytes) -> tuple[dict[int, str], list[str]]:
         value = raw[i + 2: i + 2 + length]
         if len(value) < length:
             notes.append(f"option 43 sub-option 0x{code:02x} truncated: {len(value)} of {length} bytes")
+            break
         text = _text(value)
-        if text is None:
-            notes.append(f"option 43 sub-option 0x{code:02x} is not text; ignored")
-        else:
+        if text is None and code in (SUB_SERVER, SUB_FILE):
+            notes.append(f"option 43 sub-option 0x{code:02x} is not text")
+        elif text is not None:
             subs[code] = text
         i += 2 + length
     return subs, notes
@@ -73,13 +77,15 @@ def _text(value: bytes) -> str | None:
     return text.strip()
 
 
-def url_from_answer(answer: DhcpAnswer) -> DhcpUrl | None:
-    """The URL candidates DHCP gives, or None when it gives none."""
+def url_from_answer(answer: DhcpAnswer) -> DhcpUrl:
+    """The URL candidates DHCP gives (none: empty), with notes on where they came from and what was wrong."""
     notes: list[str] = []
     subs: dict[int, str] = {}
     if answer.option43:
-        subs, odd = parse_option43(answer.option43)
-        notes += odd
+        subs, broken = parse_option43(answer.option43)
+        if broken:
+            notes += [*broken, "option 43 ignored: malformed"]
+            subs = {}
     base, base_from = _first((subs.get(SUB_SERVER), "option 43/0x42"), (_opt(answer.option66), "option 66"),
                              (_opt(answer.sname), "BOOTP sname"))
     path, path_from = _first((subs.get(SUB_FILE), "option 43/0x43"), (_opt(answer.option67), "option 67"),
@@ -90,7 +96,7 @@ def url_from_answer(answer: DhcpAnswer) -> DhcpUrl | None:
         notes.append(f"file from {path_from}: {path}")
     joined = join(base, path)
     if joined is None:
-        return None
+        return DhcpUrl((), tuple(notes))
     if _SCHEME.match(joined):
         return DhcpUrl((joined,), tuple(notes))
     return DhcpUrl((f"https://{joined}", f"http://{joined}"), tuple(notes))
