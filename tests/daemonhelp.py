@@ -76,7 +76,10 @@ class RunningDaemon:
 
 
 @contextmanager
-def running_daemon(provd: Provd, tmp_path: Path, *, watchdog_usec: int | None = None) -> Iterator[RunningDaemon]:
+def running_daemon(provd: Provd, tmp_path: Path, *, watchdog_usec: int | None = None,
+                   prefix: tuple[str, ...] = ()) -> Iterator[RunningDaemon]:
+    """The daemon as a subprocess; `prefix` runs it elsewhere (`ip netns exec NS`): the notify and control
+    sockets are files, reachable from any network namespace."""
     address = str(tmp_path / "notify.sock")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(address)
@@ -84,7 +87,7 @@ def running_daemon(provd: Provd, tmp_path: Path, *, watchdog_usec: int | None = 
     if watchdog_usec:
         env["WATCHDOG_USEC"] = str(watchdog_usec)
     log = (tmp_path / "daemon.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "provd", "--config", str(provd.config), "run"], env=env,
+    proc = subprocess.Popen([*prefix, sys.executable, "-m", "provd", "--config", str(provd.config), "run"], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     daemon = RunningDaemon(provd, proc, notify)
     try:
