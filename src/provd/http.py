@@ -10,6 +10,7 @@ more than the cap in memory.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -99,14 +100,21 @@ class _ChallengeAuth(httpx.Auth):
 
 
 def _ssl_context(settings: HttpSettings) -> ssl.SSLContext:
+    return _cached_ssl_context(settings.ca_file, settings.client_cert, settings.client_key)
+
+
+@functools.cache
+def _cached_ssl_context(ca_file: str | None, client_cert: str | None, client_key: str | None) -> ssl.SSLContext:
+    """One context per process and TLS configuration: loading the system CAs takes ~18 ms and a few MB,
+    which every run of the daemon would otherwise pay again (the configuration is read at start)."""
     ctx = ssl.create_default_context()
     try:
-        if settings.ca_file:
-            ctx.load_verify_locations(settings.ca_file)
-        if settings.client_cert:
-            ctx.load_cert_chain(settings.client_cert, settings.client_key)
+        if ca_file:
+            ctx.load_verify_locations(ca_file)
+        if client_cert:
+            ctx.load_cert_chain(client_cert, client_key)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot load TLS material: {exc}", path=settings.ca_file or settings.client_cert) from exc
+        raise ConfigError(f"cannot load TLS material: {exc}", path=ca_file or client_cert) from exc
     return ctx
 
 

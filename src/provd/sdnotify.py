@@ -20,9 +20,10 @@ class Notifier:
         if not self._address:
             return
         target = "\0" + self._address[1:] if self._address.startswith("@") else self._address
-        # systemd gone (shutdown): nothing to tell, nothing to fail
+        # Never block the daemon on its service manager: a notify socket nobody reads fills up, and a
+        # blocking sendto would then stop the event loop. A full or vanished socket loses the message.
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, contextlib.suppress(OSError):
-            sock.sendto("\n".join(fields).encode(), target)
+            sock.sendto("\n".join(fields).encode(), socket.MSG_DONTWAIT, target)
 
 
 def watchdog_interval() -> float | None:
