@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from .conftest import Provd
-from .daemonhelp import RunningDaemon, running_daemon, wait_until
+from .daemonhelp import RunningDaemon, running_daemon
 from .peers.netns import NetnsPair
+from .peers.polling import wait_until
 from .peers.sip import CheckSyncSender, notify_sync_body, settings_snippet_body
 from .peers.web import ProvHttp
 

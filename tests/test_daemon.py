@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from .conftest import SHARED, Provd
-from .daemonhelp import running_daemon, wait_until
+from .daemonhelp import running_daemon
 from .peers.http import HttpPeers, Served
+from .peers.polling import wait_until
 
 TORTURE = sorted((SHARED / "reference" / "sip-torture").glob("*.dat"))
 

@@ -32,6 +32,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests.peers.polling import wait_for_matches
+
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 BIND_ATTEMPTS = 3
@@ -117,14 +119,7 @@ class HttpPeers:
         Raises:
             TimeoutError: fewer than `count` entries matched within `timeout` seconds.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [entry for entry in self.access_log() if predicate(entry)]
-            if len(found) >= count:
-                return found
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(found)} of {count} access-log entries after {timeout} s: {found}")
-            time.sleep(0.005)
+        return wait_for_matches(self.access_log, predicate, count, timeout, "access-log entries")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from typing import IO, Any
 import pytest
 
 from tests.peers.http import PeerStartError
+from tests.peers.polling import wait_for_matches
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
@@ -236,14 +237,7 @@ class Capture:
         Raises:
             TimeoutError: fewer than `count` matched within `timeout` seconds.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [packet for packet in self.packets() if predicate(packet)]
-            if len(found) >= count:
-                return found
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(found)} of {count} packets after {timeout} s: {found}")
-            time.sleep(0.005)
+        return wait_for_matches(self.packets, predicate, count, timeout, "packets")
 
 
 # --- the pair ---------------------------------------------------------------------------------------------------
