@@ -69,13 +69,13 @@ class RunningDaemon:
 
 @contextmanager
 def running_daemon(provd: Provd, tmp_path: Path, *, watchdog_usec: int | None = None,
-                   prefix: tuple[str, ...] = ()) -> Iterator[RunningDaemon]:
+                   prefix: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> Iterator[RunningDaemon]:
     """The daemon as a subprocess; `prefix` runs it elsewhere (`ip netns exec NS`): the notify and control
     sockets are files, reachable from any network namespace."""
     address = str(tmp_path / "notify.sock")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(address)
-    env = {**os.environ, "NOTIFY_SOCKET": address, "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "NOTIFY_SOCKET": address, "PYTHONDONTWRITEBYTECODE": "1", **(extra_env or {})}
     if watchdog_usec:
         env["WATCHDOG_USEC"] = str(watchdog_usec)
     log = (tmp_path / "daemon.log").open("wb")

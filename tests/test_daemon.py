@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -279,3 +280,25 @@ def test_hook_failure_is_a_warning(tmp_path: Path, served: Served) -> None:
     report = json.loads(provd.run("start", "--url", served.http_url + "h.xml", "--json", check=0).stdout)
     assert report["outcome"] == "applied"
     assert any("hook false for keys: exit 1" in w for w in report["warnings"])
+
+
+def test_scheduled_run_fires_at_its_time(tmp_path: Path, served: Served) -> None:
+    """A real schedule: a fixed-offset TZ puts the phone's clock 3 s before a minute boundary, and
+    provisioning/execution/time names that minute."""
+    served.write("sched.xml", keys(7, "scheduled"))
+    provd = configure(tmp_path, url=served.http_url + "sched.xml")
+    now = datetime.now(UTC)
+    offset = (57 - now.second) % 60 + 60  # local seconds = 57 (at least a minute east of UTC)
+    local = now + timedelta(seconds=offset)
+    at = (local.replace(second=0, microsecond=0) + timedelta(minutes=1)).strftime("%H:%M")
+    execution = tmp_path / "execution.xml"
+    execution.write_text(f"<provisioning><active>true</active><execution><time>{at}</time></execution>"
+                         "</provisioning>")
+    provd.run("apply", str(execution), check=0)
+    tz = f"PRV-{offset // 3600:02d}:{offset % 3600 // 60:02d}:{offset % 60:02d}"
+    with running_daemon(provd, tmp_path, extra_env={"TZ": tz}) as daemon:
+        boot = daemon.wait_idle_after(1)
+        assert boot["trigger"] == "boot"
+        assert daemon.status()["next_run"].startswith(datetime.now(UTC).date().isoformat()[:4])
+        scheduled = daemon.wait_idle_after(2, timeout=20)
+        assert (scheduled["trigger"], scheduled["outcome"]) == ("schedule", "unchanged")

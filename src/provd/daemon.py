@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import random
+import re
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import cast
 from zoneinfo import ZoneInfo
@@ -49,7 +51,21 @@ class RunRequest:
         return self.restore is None and not self.dry_run and not self.reboot_only
 
 
+_POSIX_FIXED = re.compile(r"^(?:<[^>]+>|[A-Za-z]{3,})([+-]?)(\d{1,2})(?::(\d{2}))?(?::(\d{2}))?$")
+
+
 def local_zone() -> ZoneInfo | timezone:
+    """The phone's time zone: `$TZ` (a zone name, or a POSIX fixed offset such as `CET-1`), else
+    /etc/localtime, else UTC."""
+    tz = os.environ.get("TZ", "").lstrip(":")
+    if tz:
+        with contextlib.suppress(ValueError, OSError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+            return ZoneInfo(tz)
+        match = _POSIX_FIXED.match(tz)
+        if match:  # POSIX counts west of Greenwich as positive: "XXX-2" is two hours east
+            sign = 1 if match.group(1) == "-" else -1
+            seconds = int(match.group(2)) * 3600 + int(match.group(3) or 0) * 60 + int(match.group(4) or 0)
+            return timezone(sign * timedelta(seconds=seconds))
     try:
         with open("/etc/localtime", "rb") as fh:
             return ZoneInfo.from_file(fh)
@@ -221,6 +237,7 @@ class Daemon:
     async def _scheduler(self) -> None:
         mac = device.device_from_config(self.config).mac
         zone = local_zone()
+        fired: datetime | None = None
         while True:
             self._schedule_changed.clear()
             values = self.settings.execution_values()
@@ -232,18 +249,20 @@ class Daemon:
                 await self._schedule_changed.wait()
                 continue
             remaining = (self.next_scheduled - datetime.now(UTC)).total_seconds()
-            if remaining <= 0:
+            try:
+                # At most an hour at a time: a wall clock set by NTP meanwhile is noticed.
+                async with asyncio.timeout(max(0.0, min(remaining, 3600.0))):
+                    await self._schedule_changed.wait()
+                continue  # the schedule changed: compute it again
+            except TimeoutError:
+                pass
+            due = datetime.now(UTC) >= self.next_scheduled - timedelta(seconds=1)
+            if due and self.next_scheduled != fired:  # a timer a hair early must not fire the same run twice
+                fired = self.next_scheduled
                 self.request(RunRequest(Trigger.SCHEDULE))
                 if self._retry_task is not None:  # the scheduled run replaces a pending retry
                     self._retry_task.cancel()
                     self._retry_task = None
-                await asyncio.sleep(1)  # never twice for the same minute
-                continue
-            try:
-                async with asyncio.timeout(min(remaining, 3600.0)):
-                    await self._schedule_changed.wait()
-            except TimeoutError:
-                pass
 
     # --- check-sync -------------------------------------------------------------------------------------
 
