@@ -302,3 +302,20 @@ def test_scheduled_run_fires_at_its_time(tmp_path: Path, served: Served) -> None
         assert daemon.status()["next_run"].startswith(datetime.now(UTC).date().isoformat()[:4])
         scheduled = daemon.wait_idle_after(2, timeout=20)
         assert (scheduled["trigger"], scheduled["outcome"]) == ("schedule", "unchanged")
+
+
+@pytest.mark.parametrize(("path", "at_least", "at_most"), [
+    pytest.param("/status/500", 0.0, 30.0, id="backoff-first-retry-within-30s"),
+    pytest.param("/status/503", 7.0, 37.0, id="retry-after-honoured"),  # nginx sends Retry-After: 7
+])
+def test_failed_run_schedules_a_retry(tmp_path: Path, http_peers: HttpPeers, path: str, at_least: float,
+                                      at_most: float) -> None:
+    provd = configure(tmp_path, url=http_peers.http_url + path)
+    with running_daemon(provd, tmp_path) as daemon:
+        daemon.signal(signal.SIGHUP)
+        report = daemon.wait_idle_after(1)
+        assert report["outcome"] == "failed"
+        status = daemon.status()
+        assert status["retry_attempt"] == 1
+        wait = (datetime.fromisoformat(status["retry_at"]) - datetime.now(UTC)).total_seconds()
+        assert at_least - 1 <= wait <= at_most

@@ -92,6 +92,7 @@ class Daemon:
         self._retry_task: asyncio.Task[None] | None = None
         self.next_scheduled: datetime | None = None
         self.last_reboot: str | None = None
+        self.retry_at: datetime | None = None
         self.runs_started = 0
 
     # --- triggers ---------------------------------------------------------------------------------------
@@ -194,6 +195,7 @@ class Daemon:
         if self._retry_task is not None and request.trigger is not Trigger.RETRY:
             self._retry_task.cancel()
             self._retry_task = None
+            self.retry_at = None
         self._notifier.send(f"STATUS=provisioning ({', '.join(request.triggers)})")
 
         def progress(line: str) -> None:
@@ -226,12 +228,14 @@ class Daemon:
             if report.retry_after_s is not None:
                 delay = max(delay, report.retry_after_s)
             self._retry_task = asyncio.get_running_loop().create_task(self._retry(delay))
+            self.retry_at = datetime.now(UTC) + timedelta(seconds=delay)
         else:
             self._retry_attempt = 0
 
     async def _retry(self, delay: float) -> None:
         await asyncio.sleep(delay)
         self._retry_task = None
+        self.retry_at = None
         self.request(RunRequest(Trigger.RETRY))
 
     async def _scheduler(self) -> None:
@@ -263,6 +267,7 @@ class Daemon:
                 if self._retry_task is not None:  # the scheduled run replaces a pending retry
                     self._retry_task.cancel()
                     self._retry_task = None
+                    self.retry_at = None
 
     # --- check-sync -------------------------------------------------------------------------------------
 
@@ -351,6 +356,8 @@ class Daemon:
             "running": {"triggers": running.triggers, "progress": self._progress[-20:]} if running else None,
             "queued": len(self._queue),
             "next_run": self.next_scheduled.isoformat() if self.next_scheduled else None,
+            "retry_at": self.retry_at.isoformat() if self.retry_at else None,
+            "retry_attempt": self._retry_attempt,
             "last_report": self.settings.store.last_run(),
             "runs_started": self.runs_started,
         }
