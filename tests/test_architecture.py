@@ -54,3 +54,17 @@ def test_help_imports_nothing_heavy() -> None:
             "print('HEAVY=' + ','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "HEAVY="
+
+
+def test_offline_commands_stay_light(tmp_path: Path) -> None:
+    """`provd apply` loads neither asyncio nor OpenSSL: ssl and _hashlib cost a 10,000-contact apply
+    ~8 MB of its 60 MB budget (bench/bench_apply.py)."""
+    cfg = tmp_path / "provd.yaml"
+    cfg.write_text(f"paths: {{state_dir: {tmp_path / 'state'}}}\n")
+    patch = tmp_path / "p.xml"
+    patch.write_text("<keys/>")
+    code = (f"import sys; from provd import cli\ncli.main(['--config', {str(cfg)!r}, 'apply', {str(patch)!r}])\n"
+            "heavy = [m for m in ('asyncio', 'ssl', '_hashlib', 'httpx', 'scapy', 'ntplib') if m in sys.modules]\n"
+            "print('HEAVY=' + ','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "HEAVY="

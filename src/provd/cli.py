@@ -154,13 +154,11 @@ def _cmd_validate(settings: Settings, args: argparse.Namespace, out: _Out) -> in
 
 
 def _cmd_apply(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
-    import asyncio
-
     from provd import hooks
 
     report = settings.apply(Path(args.file), progress=_progress(args, out))
     if report.generation is not None:
-        report.warnings += asyncio.run(hooks.run_changed_hooks(settings.config, report.sections_changed))
+        report.warnings += hooks.run_changed_hooks(settings.config, report.sections_changed)
     _finish(report.to_json(), args, out)
     # A manual restore is expected to be complete: a rejected section makes it exit 1 (README).
     return 1 if report.errors else 0
@@ -304,7 +302,7 @@ def _cmd_check_sync(settings: Settings, args: argparse.Namespace, out: _Out) -> 
         out.warn(decision.reason)
         return 1
     if decision.action is Action.REBOOT:
-        asyncio.run(hooks.run_reboot_hook(settings.config))
+        hooks.run_reboot_hook(settings.config)
     elif decision.action is not Action.NONE:
         asyncio.run(engine.run(settings, trigger="check-sync", url=decision.url,
                                restore=decision.body if decision.action is Action.RESTORE else None,

@@ -184,7 +184,8 @@ class Daemon:
 
     async def _run(self, request: RunRequest) -> None:
         if request.reboot_only:  # in the queue like a run, so a reboot never cuts a run short
-            self.last_reboot = await hooks.run_reboot_hook(self.config) or "reboot ignored: hooks.reboot is unset"
+            self.last_reboot = await asyncio.to_thread(hooks.run_reboot_hook, self.config) \
+                or "reboot ignored: hooks.reboot is unset"
             return
         loop = asyncio.get_running_loop()
         self._running = request

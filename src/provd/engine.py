@@ -119,9 +119,10 @@ def _finish(settings: Settings, report: RunReport) -> RunReport:
 
 async def _after_commit(settings: Settings, report: RunReport, reboot: bool) -> None:
     if report.generation is not None:
-        report.warnings += await hooks.run_changed_hooks(settings.config, report.sections_changed)
+        report.warnings += await asyncio.to_thread(hooks.run_changed_hooks, settings.config,
+                                                   report.sections_changed)
     if reboot and not report.dry_run:
-        done = await hooks.run_reboot_hook(settings.config)
+        done = await asyncio.to_thread(hooks.run_reboot_hook, settings.config)
         report.warnings.append(done or "reboot requested, but hooks.reboot is not configured: ignored")
 
 

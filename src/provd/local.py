@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provd import xmltree
 from provd.config import Config
 from provd.core import diff
-from provd.core.checksync import Policy
 from provd.core.documents import Document, DocumentKind, parse_document
 from provd.errors import ProvdError, RefusedDocument, UnknownSection
 from provd.files import read_capped
@@ -19,6 +19,9 @@ from provd.model import Outcome, RunReport, SectionChange, Switches, Trigger
 from provd.schemas import Catalog
 from provd.settings import WorkingCopy, apply_document, check_document
 from provd.store import BytesPayload, Payload, Store
+
+if TYPE_CHECKING:
+    from provd.core.checksync import Policy
 
 Progress = Callable[[str], None]
 
@@ -142,6 +145,7 @@ class Settings:
 
     def check_sync_policy(self) -> Policy:
         """provisioning/sip/active and the allowlist, read afresh for every NOTIFY."""
+        from provd.core.checksync import Policy  # the SIP codec pulls in OpenSSL (secrets): not for apply
         section = WorkingCopy(self.catalog, self.store.section).get("provisioning")
         active = (section.findtext("sip/active") or "").strip() in ("true", "1")
         entries = tuple((e.text or "").strip() for e in section.iterfind("sip/allowlist/allowlistEntry"))
