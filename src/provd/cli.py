@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provd.errors import ProvdError
+from provd.errors import PreconditionsNotMet, ProvdError
 
 if TYPE_CHECKING:
     from provd.config import Config
@@ -343,7 +343,7 @@ async def _discover(settings: Settings, args: argparse.Namespace, out: _Out) -> 
                                 progress=_progress(args, out))
         try:
             await discovery.wait_for_preconditions(ctx, deadline=_deadline(args))
-        except discovery.PreconditionsNotMet as exc:
+        except PreconditionsNotMet as exc:
             return str(exc)
         return await discovery.discover(ctx)
 

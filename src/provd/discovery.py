@@ -23,7 +23,7 @@ from provd import BUILD_DATE, __version__, dhcp_inform, netif, ntp, pnp, redirec
 from provd.config import Config
 from provd.core import clock, dhcp, markers
 from provd.core.urls import redact
-from provd.errors import FetchError, ProvdError
+from provd.errors import FetchError, PreconditionsNotMet
 from provd.http import HttpClient
 from provd.model import Device, Switches
 
@@ -31,10 +31,6 @@ Progress = Callable[[str], None]
 
 # The fixed order (DESIGN §1): a stage's sources run concurrently, the first URL found ends discovery.
 SEQUENCE: tuple[tuple[str, ...], ...] = (("dhcp",), ("redirect", "multicast"), ("configured",))
-
-
-class PreconditionsNotMet(ProvdError):
-    """The wait for network and time ended (only with a deadline: the daemon waits for ever)."""
 
 
 @dataclass

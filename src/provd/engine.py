@@ -16,7 +16,15 @@ from provd.config import Config
 from provd.core.documents import Document, DocumentKind, parse_document
 from provd.core.markers import replace_markers
 from provd.core.urls import redact
-from provd.errors import FetchConnectionError, FetchTimeout, FetchTLSError, ProvdError, RefusedDocument
+from provd.errors import (
+    DiscoveryError,
+    FetchConnectionError,
+    FetchTimeout,
+    FetchTLSError,
+    PreconditionsNotMet,
+    ProvdError,
+    RefusedDocument,
+)
 from provd.fetch import ChainFetcher, Limits
 from provd.http import HttpClient, HttpSettings
 from provd.local import Progress, Settings, now_iso
@@ -84,12 +92,12 @@ async def run(settings: Settings, *, trigger: str, url: str | None = None, resto
                 report.attempts = [a.to_json() for a in found.attempts]
                 report.source = found.source
                 if not found.candidates:
-                    raise NoProvisioningUrl("no provisioning URL: every source came up empty (see attempts)")
+                    raise DiscoveryError("no provisioning URL: every source came up empty (see attempts)")
                 candidates = found.candidates
             documents = await _fetch(settings, client, dev, candidates, report, progress)
         settings.apply_documents(documents, report, progress=progress)
         await _after_commit(settings, report, reboot)
-    except discovery.PreconditionsNotMet as exc:
+    except PreconditionsNotMet as exc:
         report.outcome = Outcome.WAITING
         report.errors.append(str(exc))
         report.retryable = True
@@ -149,8 +157,4 @@ async def _fetch(settings: Settings, client: HttpClient, dev: Device, candidates
             raise
         report.files = [f.to_json() for f in files]  # document order: the order they were applied in
         return [f.document for f in files if f.document and f.document.kind is not DocumentKind.REFERENCE]
-    raise NoProvisioningUrl("no candidate URL")
-
-
-class NoProvisioningUrl(ProvdError):
-    retryable = True
+    raise DiscoveryError("no candidate URL")

@@ -18,6 +18,8 @@
     │   ├── FetchTooLarge           over http.max_file_bytes or http.max_run_bytes while streaming
     │   └── FetchURLError           a URL provd will not fetch (scheme, syntax); not retryable
     ├── ReferenceChainError         a reference chain is unusable: loop, depth, file count; not retryable
+    ├── DiscoveryError              no provisioning URL could be found
+    │   └── PreconditionsNotMet     network or valid time still missing when a bounded wait ended
     ├── RefusedDocument             a well-formed file of a type this door does not take (reference in apply)
     ├── StoreError                  the settings store cannot be opened, is corrupt, or a write failed
     │   └── UnknownGeneration       rollback to a generation that is not kept
@@ -146,6 +148,14 @@ class ReferenceChainError(ProvdError):
     def __init__(self, message: str, *, url: str) -> None:
         super().__init__(f"{url}: {message}")
         self.url = url
+
+
+class DiscoveryError(ProvdError):
+    retryable = True
+
+
+class PreconditionsNotMet(DiscoveryError):
+    """Only with a deadline (`--wait`): the daemon waits for ever."""
 
 
 class RefusedDocument(ProvdError):
