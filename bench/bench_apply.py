@@ -18,13 +18,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchlib import Row, compile_bytecode  # noqa: E402 - bench/ is the script's own directory
 from tests.contactgen import contact_list_xml  # noqa: E402 - test data generator, shared with the crash test
 
 XSD = REPO / "schemas" / "settings" / "contactList" / "1.34.0.xsd"
@@ -34,12 +34,6 @@ APPLY_RUNS = 5
 TIME_V = Path("/usr/bin/time")
 
 
-@dataclass(frozen=True)
-class Row:
-    what: str
-    value: str
-    target: str
-    met: bool | None  # None: no target, shown for comparison
 
 
 def provd_argv() -> list[str]:
@@ -115,13 +109,6 @@ def machine() -> str:
     return (f"machine: {platform.node()} {platform.machine()}, nproc {cpus}, load average {load}; "
             f"Python {platform.python_version()}, lxml {etree.__version__}, "
             f"libxml2 {'.'.join(map(str, etree.LIBXML_VERSION))}")
-
-
-def compile_bytecode() -> None:
-    """An installed provd has its bytecode compiled (pip does it); an editable checkout under
-    PYTHONDONTWRITEBYTECODE would otherwise compile every module on every start."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(__file__).resolve().parents[1] / "src")],
-                   check=True)
 
 
 def main() -> int:

@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from benchlib import compile_bytecode
+
 REPO = Path(__file__).resolve().parents[1]
 PROVD = [str(Path(sys.executable).with_name("provd"))]  # the console script, as users run it
 TARGETS = {"rss": 45.0, "cpu": 0.1, "latency": 50.0}
@@ -71,13 +73,6 @@ def rss_mib(pid: int) -> float:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def compile_bytecode() -> None:
-    """An installed provd has its bytecode compiled (pip does it); an editable checkout under
-    PYTHONDONTWRITEBYTECODE would otherwise compile every module on every start."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(__file__).resolve().parents[1] / "src")],
-                   check=True)
 
 
 def main() -> int:

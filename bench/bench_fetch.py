@@ -39,6 +39,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchlib import Row
+
 SRV_IP = "10.231.0.1"
 CLI_IP = "10.231.0.2"
 PREFIX = 24
@@ -642,12 +644,6 @@ def median_run(runs: list[Run]) -> Run:
 # Reporting
 
 
-@dataclass(frozen=True)
-class Row:
-    what: str
-    value: str
-    target: str
-    met: bool | None  # None: no target, shown for comparison
 
 
 def machine() -> str:

@@ -387,6 +387,19 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
+def stop_popen(popen: subprocess.Popen[bytes]) -> None:
+    """TERM, a bounded wait, then KILL: a peer that ignores TERM does not hang the teardown."""
+    if popen.stdout is not None:
+        popen.stdout.close()
+    if popen.poll() is None:
+        popen.terminate()
+        try:
+            popen.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+
+
 class _Process:
     """One child process started by `_spawn`, and the logs to show when it fails."""
 
@@ -396,15 +409,7 @@ class _Process:
         self.logs = logs
 
     def stop(self) -> None:
-        if self.popen.stdout is not None:
-            self.popen.stdout.close()
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        stop_popen(self.popen)
 
     def failure(self, what: str) -> PeerStartError:
         tails = []

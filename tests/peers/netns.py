@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import pytest
 
-from tests.peers.http import PeerStartError
+from tests.peers.http import PeerStartError, stop_popen
 from tests.peers.polling import wait_for_matches
 
 START_TIMEOUT_S = 10.0
@@ -120,15 +120,7 @@ class NsProcess:
         return self.popen.pid
 
     def stop(self) -> None:
-        if self.popen.stdout is not None:
-            self.popen.stdout.close()
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        stop_popen(self.popen)
 
     def wait(self, timeout: float) -> int:
         """Its exit code once it has exited on its own.
