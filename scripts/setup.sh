@@ -8,8 +8,16 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     done
     if [ -n "$missing" ]; then
         echo "== apt-get install$missing"
+        # chrony, isc-dhcp-server and nginx must not start as system services here: chrony would
+        # discipline the host clock. The tests run their own instances inside network namespaces.
+        own_policy=""
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+            own_policy=1
+        fi
         DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+        [ -n "$own_policy" ] && rm -f /usr/sbin/policy-rc.d
     fi
 fi
 PY=${PYTHON:-python3}
