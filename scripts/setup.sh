@@ -17,7 +17,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         fi
         DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
-        [ -n "$own_policy" ] && rm -f /usr/sbin/policy-rc.d
+        if [ -n "$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
     fi
 fi
 PY=${PYTHON:-python3}
