@@ -153,11 +153,16 @@ class Daemon:
             if sip_transport is not None:
                 sip_transport.close()
             path.unlink(missing_ok=True)
-            if self._retry_task is not None:
-                self._retry_task.cancel()
+            self._cancel_retry()
 
     def _active(self) -> bool:
-        return self.settings.section_value("provisioning", "active") in ("true", "1")
+        return self.settings.provisioning_active()
+
+    def _cancel_retry(self) -> None:
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            self._retry_task = None
+            self.retry_at = None
 
     async def _watchdog(self, interval: float) -> None:
         while True:
@@ -193,10 +198,8 @@ class Daemon:
         self.runs_started += 1
         if Trigger.CHECK_SYNC.value in request.triggers:
             self._last_checksync_start = loop.time()
-        if self._retry_task is not None and request.trigger is not Trigger.RETRY:
-            self._retry_task.cancel()
-            self._retry_task = None
-            self.retry_at = None
+        if request.trigger is not Trigger.RETRY:  # any other run replaces a pending retry
+            self._cancel_retry()
         self._notifier.send(f"STATUS=provisioning ({', '.join(request.triggers)})")
 
         def progress(line: str) -> None:
@@ -265,10 +268,6 @@ class Daemon:
             if due and self.next_scheduled != fired:  # a timer a hair early must not fire the same run twice
                 fired = self.next_scheduled
                 self.request(RunRequest(Trigger.SCHEDULE))
-                if self._retry_task is not None:  # the scheduled run replaces a pending retry
-                    self._retry_task.cancel()
-                    self._retry_task = None
-                    self.retry_at = None
 
     # --- check-sync -------------------------------------------------------------------------------------
 

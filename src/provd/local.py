@@ -19,11 +19,16 @@ from provd.model import Outcome, RunReport, SectionChange, Switches, Trigger
 from provd.schemas import Catalog
 from provd.settings import WorkingCopy, apply_document, check_document
 from provd.store import BytesPayload, Payload, Store
+from provd.xmltree import Element
 
 if TYPE_CHECKING:
     from provd.core.checksync import Policy
 
 Progress = Callable[[str], None]
+
+
+def _flag(section: Element, path: str) -> bool:
+    return (section.findtext(path) or "").strip() in ("true", "1")  # xs:boolean
 
 
 def _quiet(_line: str) -> None:
@@ -126,19 +131,23 @@ class Settings:
         wc = WorkingCopy(self.catalog, lambda n: self.store.section(n, generation))
         return xmltree.serialize(wc.get(name))
 
+    def _provisioning(self) -> Element:
+        """The current `provisioning` section. Read afresh on every call: how provisioning behaves is
+        itself provisioned, and a change applies at once."""
+        return WorkingCopy(self.catalog, self.store.section).get("provisioning")
+
     def discovery_switches(self) -> Switches:
-        """Each run reads the current `provisioning` section: a provisioned change applies at once."""
-        section = WorkingCopy(self.catalog, self.store.section).get("provisioning")
-
-        def flag(path: str) -> bool:
-            return (section.findtext(path) or "").strip() in ("true", "1")
-
-        return Switches(dhcp=flag("dhcp"), redirect=flag("redirect"), pbx=flag("pbx"),
+        section = self._provisioning()
+        return Switches(dhcp=_flag(section, "dhcp"), redirect=_flag(section, "redirect"), pbx=_flag(section, "pbx"),
                         url=(section.findtext("url") or "").strip())
+
+    def provisioning_active(self) -> bool:
+        """provisioning/active: boot and scheduled runs happen only while it is true."""
+        return _flag(self._provisioning(), "active")
 
     def execution_values(self) -> dict[str, str]:
         """The leaves of provisioning/execution, as text."""
-        execution = WorkingCopy(self.catalog, self.store.section).get("provisioning").find("execution")
+        execution = self._provisioning().find("execution")
         if execution is None:
             return {}
         return {str(child.tag): (child.text or "").strip() for child in execution if isinstance(child.tag, str)}
@@ -146,15 +155,10 @@ class Settings:
     def check_sync_policy(self) -> Policy:
         """provisioning/sip/active and the allowlist, read afresh for every NOTIFY."""
         from provd.core.checksync import Policy  # the SIP codec pulls in OpenSSL (secrets): not for apply
-        section = WorkingCopy(self.catalog, self.store.section).get("provisioning")
-        active = (section.findtext("sip/active") or "").strip() in ("true", "1")
-        entries = tuple((e.text or "").strip() for e in section.iterfind("sip/allowlist/allowlistEntry"))
-        return Policy(active=active, allowlist=tuple(e for e in entries if e))
 
-    def section_value(self, section: str, path: str) -> str:
-        """The text of one leaf of the current settings ('' when absent)."""
-        wc = WorkingCopy(self.catalog, self.store.section)
-        return (wc.get(section).findtext(path) or "").strip()
+        section = self._provisioning()
+        entries = tuple((e.text or "").strip() for e in section.iterfind("sip/allowlist/allowlistEntry"))
+        return Policy(active=_flag(section, "sip/active"), allowlist=tuple(e for e in entries if e))
 
     def configuration_xml(self, *, backup: bool) -> str:
         """All sections under one `<configuration>`; a backup replaces everything when uploaded again."""
