@@ -387,6 +387,15 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
+def peer_failure(name: str, pid: int, logs: list[Path], what: str) -> PeerStartError:
+    """The error for a peer that did not come up, with the last lines of each of its logs."""
+    tails = []
+    for log in logs:
+        with contextlib.suppress(OSError):
+            tails.append(f"--- {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:]))
+    return PeerStartError(f"{name} (pid {pid}) {what}\n" + "\n".join(tails))
+
+
 def stop_popen(popen: subprocess.Popen[bytes]) -> None:
     """TERM, a bounded wait, then KILL: a peer that ignores TERM does not hang the teardown."""
     if popen.stdout is not None:
@@ -412,11 +421,7 @@ class _Process:
         stop_popen(self.popen)
 
     def failure(self, what: str) -> PeerStartError:
-        tails = []
-        for log in self.logs:
-            with contextlib.suppress(OSError):
-                tails.append(f"--- {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:]))
-        return PeerStartError(f"{self.name} (pid {self.popen.pid}) {what}\n" + "\n".join(tails))
+        return peer_failure(self.name, self.popen.pid, self.logs, what)
 
     def read_port(self) -> int:
         """The port the child prints on its first stdout line, within START_TIMEOUT_S."""

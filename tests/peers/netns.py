@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import pytest
 
-from tests.peers.http import PeerStartError, stop_popen
+from tests.peers.http import PeerStartError, peer_failure, stop_popen
 from tests.peers.polling import wait_for_matches
 
 START_TIMEOUT_S = 10.0
@@ -134,11 +134,7 @@ class NsProcess:
         return "\n".join(log.read_text(errors="replace") for log in self.logs if log.exists())
 
     def failure(self, what: str) -> PeerStartError:
-        tails = []
-        for log in self.logs:
-            with contextlib.suppress(OSError):
-                tails.append(f"--- {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:]))
-        return PeerStartError(f"{self.name} (pid {self.pid}) {what}\n" + "\n".join(tails))
+        return peer_failure(self.name, self.pid, self.logs, what)
 
     def wait_until(self, ready: Callable[[], bool], what: str, timeout: float = START_TIMEOUT_S) -> None:
         """Poll `ready` until it holds; fail early, with the logs, if the process exits first."""
