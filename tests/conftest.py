@@ -1,4 +1,4 @@
-"""Shared fixtures: the schema catalog, the vendor examples, and a `provd` CLI bound to a fresh store."""
+"""Common fixtures: the schema catalog, the vendor examples, and a `provd` CLI bound to a fresh store."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from tests.peers.http import http_peers, served  # noqa: F401
 from tests.peers.netbench import check_sync, dhcp_server, netns, ntp_server, pnp_responder, prov_http, redirect_service  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-VENDOR = SHARED / "reference" / "vendor-examples"
+DATA = REPO / "tests" / "data"  # test data kept in the repository, with its provenance (tests/data/README.md)
+VENDOR = DATA / "vendor-examples"  # the vendor's published provisioning files, byte for byte
+TORTURE = DATA / "sip-torture"  # RFC 4475's torture messages, byte for byte
 
 
 @pytest.fixture(scope="session")

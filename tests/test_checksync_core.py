@@ -9,7 +9,7 @@ import pytest
 from provd.core.checksync import Action, CheckSyncHandler, Policy, allowed
 from provd.core.sip import SipResponse, parse
 
-from .conftest import SHARED
+from .conftest import TORTURE as TORTURE_DIR
 
 SECTIONS = frozenset({"provisioning", "keys", "identities", "users", "telephony", "templates", "luaLibraries",
                       "contactList"})
@@ -100,7 +100,7 @@ def test_retransmission_gets_same_answer_and_starts_nothing() -> None:
     assert other.action is Action.RUN
 
 
-TORTURE = sorted((SHARED / "reference" / "sip-torture").glob("*.dat"))
+TORTURE = sorted(TORTURE_DIR.glob("*.dat"))
 
 
 @pytest.mark.parametrize("path", TORTURE, ids=lambda p: p.stem)

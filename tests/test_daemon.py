@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
-from .conftest import SHARED, Provd
+from .conftest import TORTURE as TORTURE_DIR
+from .conftest import Provd
 from .daemonhelp import running_daemon
 from .peers.http import HttpPeers, Served
 from .peers.polling import wait_until
 
-TORTURE = sorted((SHARED / "reference" / "sip-torture").glob("*.dat"))
+TORTURE = sorted(TORTURE_DIR.glob("*.dat"))
 
 
 def free_udp_port() -> int:

@@ -16,8 +16,7 @@ from lxml import etree
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMAS = REPO / "schemas"
-# The repository sits beside shared/ (locally and in CI).
-VENDOR_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "vendor-examples"
+VENDOR_EXAMPLES = REPO / "tests" / "data" / "vendor-examples"  # byte for byte as published (tests/data/README.md)
 
 SECTIONS = (
     "provisioning", "identities", "keys", "templates", "luaLibraries", "users", "telephony", "contactList"

@@ -8,9 +8,8 @@ import pytest
 
 from provd.core import sip
 
-from .conftest import SHARED
+from .conftest import TORTURE
 
-TORTURE = SHARED / "reference" / "sip-torture"
 FILES = sorted(TORTURE.glob("*.dat"))
 RESPONSES = {"unreason", "noreason", "scalarlg", "bigcode", "bcast"}
 
