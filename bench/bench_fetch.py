@@ -1,4 +1,4 @@
-"""Benchmark of the fetch phase over a delayed link (DESIGN §1 step 3, §7 conditional fetch): a reference file
+"""Benchmark of the fetch phase over a delayed link (docs/design.md §1 step 3, §7 conditional fetch): a reference file
 listing 8 settings patches, served by nginx over HTTPS (HTTP/2) and plain HTTP in one network namespace and
 fetched by provd's ChainFetcher in another, 25 ms each way (50 ms RTT). A script, not a test: it prints the
 fetch phase's wall time in RTTs and a second, unchanged run's body bytes against their targets, and exits 0
