@@ -398,7 +398,7 @@ def _deadline(args: argparse.Namespace) -> float | None:
 
 
 def _progress(args: argparse.Namespace, out: _Out) -> Callable[[str], None]:
-    if args.json or out.quiet:
+    if getattr(args, "json", False) or out.quiet:  # rollback has no --json
         return lambda _line: None
     return out.info
 
