@@ -476,3 +476,34 @@ def test_retry_task_ends_with_the_daemon(tmp_path: Path, http_peers: HttpPeers) 
         assert daemon.status()["retry_at"] is not None
         daemon.signal(signal.SIGTERM)
         assert daemon.proc.wait(10) == 0
+
+
+FAKETIME = sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))
+
+
+def test_scheduled_run_comes_after_a_wall_clock_step(tmp_path: Path, served: Served, http_peers: HttpPeers) -> None:
+    """A phone's clock steps when NTP first syncs. The daemon's wall clock is stepped (libfaketime's
+    timestamp file, read afresh on every call; the monotonic clock left real) from two hours before the
+    scheduled time to five seconds before it: the run comes, and next_run moves on to the next day."""
+    assert FAKETIME, "libfaketime missing: scripts/setup.sh installs the faketime package"
+    served.write("step.xml", keys(7, "stepped"))
+    provd = configure(tmp_path, url=served.http_url + "step.xml")
+    target = (datetime.now(UTC) + timedelta(hours=2, minutes=1)).replace(second=0, microsecond=0)
+    execution = tmp_path / "execution.xml"
+    execution.write_text(f"<provisioning><active>true</active><execution><time>{target:%H:%M}</time></execution>"
+                         "</provisioning>")
+    provd.run("apply", str(execution), check=0)
+    offset = tmp_path / "faketime"
+    offset.write_text("+0\n")
+    env = {"TZ": "UTC", "LD_PRELOAD": str(FAKETIME[0]), "FAKETIME_TIMESTAMP_FILE": str(offset),
+           "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    with running_daemon(provd, tmp_path, extra_env=env) as daemon:
+        assert daemon.wait_idle_after(1)["trigger"] == "boot"
+        assert datetime.fromisoformat(daemon.status()["next_run"]) == target
+        step = int((target - datetime.now(UTC)).total_seconds()) - 5
+        offset.write_text(f"+{step}\n")
+        # The daemon notices within a minute; nginx's log is the cheap thing to watch meanwhile.
+        http_peers.wait_for_log(lambda e: e.uri.endswith("/step.xml"), count=2, timeout=90)
+        scheduled = daemon.wait_idle_after(2)
+        assert scheduled["trigger"] == "schedule"
+        assert datetime.fromisoformat(daemon.status()["next_run"]) == target + timedelta(days=1)
