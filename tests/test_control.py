@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -232,7 +233,7 @@ def test_many_idle_clients_do_not_stop_status(tmp_path: Path) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def start_as_nobody(sock: Path, url: str) -> list[dict[str, object]]:
+def start_as_nobody(sock: Path, url: str) -> list[dict[str, Any]]:
     """`start` from a process that is not root (uid 65534 before connect(): SO_PEERCRED is taken then)."""
     read_end, write_end = os.pipe()
     pid = os.fork()

@@ -4,6 +4,7 @@ sipsak for an administrator's NOTIFY; the discovery tests run the same daemon in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -507,3 +508,36 @@ def test_scheduled_run_comes_after_a_wall_clock_step(tmp_path: Path, served: Ser
         scheduled = daemon.wait_idle_after(2)
         assert scheduled["trigger"] == "schedule"
         assert datetime.fromisoformat(daemon.status()["next_run"]) == target + timedelta(days=1)
+
+
+def test_full_disk_fails_the_run_and_the_daemon_serves_on(tmp_path: Path, served: Served) -> None:
+    """The state directory on a small tmpfs, filled up: the run's commit fails (recorded as failed where SQLite
+    can still write), `provd start` gets a failed report, the daemon keeps answering; with space again the
+    next run commits."""
+    from .contactgen import contact_list_xml
+
+    served.write("big.xml", contact_list_xml(3000))
+    served.write("small.xml", keys(9, "after-full"))
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(state)], check=True)
+    try:
+        provd = configure(tmp_path)
+        filler = state / "filler"
+        with filler.open("wb") as out:  # fill every block but a few: the 1 MB contact list cannot fit
+            with contextlib.suppress(OSError):
+                while True:
+                    out.write(b"\0" * 65536)
+                    out.flush()
+            filler.write_bytes(filler.read_bytes()[:-128 * 1024])
+        with running_daemon(provd, tmp_path) as daemon:
+            failed = provd.run("start", "--url", served.http_url + "big.xml", check=1)
+            assert "failed" in failed.stdout + failed.stderr
+            assert daemon.proc.poll() is None
+            assert daemon.status()["state"] == "idle"
+            filler.unlink()
+            applied = provd.run("start", "--url", served.http_url + "small.xml", check=0)
+            assert "applied: generation" in applied.stdout
+        assert 'label="after-full"' in provd.run("show", "keys", check=0).stdout
+    finally:
+        subprocess.run(["umount", "-l", str(state)], check=False)

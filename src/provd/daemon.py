@@ -241,8 +241,11 @@ class Daemon:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the service's boundary: a bug in one run must not end the daemon
-            logging.getLogger(__name__).exception("unexpected error in a run (%s); the daemon keeps serving",
-                                                  ", ".join(request.triggers))
+            if isinstance(exc, ProvdError):  # e.g. the store could not record the run (a full disk): said
+                logging.getLogger(__name__).error("run (%s) failed: %s", ", ".join(request.triggers), exc)
+            else:
+                logging.getLogger(__name__).exception("unexpected error in a run (%s); the daemon keeps serving",
+                                                      ", ".join(request.triggers))
             report = self._record_failure(exc)
             _answer(request, {"event": "report", "report": report})
             if request.apply is None and request.rollback is None and not request.reboot_only:
@@ -450,8 +453,15 @@ class Daemon:
             except ControlError as exc:
                 await _reply(writer, protocol.error(str(exc)))
                 return
-            await self._command(request, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
+            try:
+                await self._command(request, writer)
+            except (ConnectionError, asyncio.CancelledError, TimeoutError):
+                raise
+            except Exception as exc:  # e.g. the store unreadable for status: answered, and the daemon serves on
+                logging.getLogger(__name__).exception("unexpected error answering %s", request.cmd)
+                await _reply(writer, protocol.error(str(exc) if isinstance(exc, ProvdError) else
+                                                    f"internal error: {type(exc).__name__}"))
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass
         except asyncio.CancelledError:
             # provd is stopping. The connection's task ends here: on Python 3.11 asyncio's stream callback
@@ -582,7 +592,11 @@ class _SipProtocol(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        decision = self._daemon.check_sync(data, (str(addr[0]), int(addr[1])))
+        try:
+            decision = self._daemon.check_sync(data, (str(addr[0]), int(addr[1])))
+        except Exception:  # asyncio would close the listener for good: one bad datagram must not deafen it
+            logging.getLogger(__name__).exception("unexpected error handling a datagram from %s", addr[0])
+            return
         if decision.response is not None and self._transport is not None:
             self._transport.sendto(decision.response, addr)
 
