@@ -1,6 +1,7 @@
 # Sourced by scripts/test and scripts/demo: make .venv with provd (editable) and its test tools.
 # Debian packages for the real-peer tests are installed when running as root and missing.
-APT_PACKAGES="python3-venv sqlite3 time nginx lighttpd iproute2 isc-dhcp-server dnsmasq-base chrony sip-tester sipsak"
+# faketime: the clock-step test moves the daemon's wall clock (LD_PRELOAD), never the host's.
+APT_PACKAGES="python3-venv sqlite3 time nginx lighttpd iproute2 isc-dhcp-server dnsmasq-base chrony sip-tester sipsak faketime"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=""
     for p in $APT_PACKAGES; do

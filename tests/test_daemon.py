@@ -4,6 +4,7 @@ sipsak for an administrator's NOTIFY; the discovery tests run the same daemon in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -320,3 +321,224 @@ def test_failed_run_schedules_a_retry(tmp_path: Path, http_peers: HttpPeers, pat
         assert status["retry_attempt"] == 1
         wait = (datetime.fromisoformat(status["retry_at"]) - datetime.now(UTC)).total_seconds()
         assert at_least - 1 <= wait <= at_most
+
+
+# --- one writer, one daemon, faults (issue 8) ---------------------------------------------------------------
+
+
+def history(provd: Provd) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = json.loads(provd.run("history", "--json", check=0).stdout)
+    return entries
+
+
+def slow_reference(served: Served, name: str, label: str, ms: int = 2500) -> str:
+    """A run that fetches for `ms` (the fault server's /slow) before it can commit key 1 = `label`."""
+    served.write(f"{name}-key.xml", keys(1, label))
+    served.write(f"{name}.xml", f"<referencedSettings><url>{served.fault_url}{name}/slow?ms={ms}</url>"
+                                f"<url>{name}-key.xml</url></referencedSettings>")
+    return served.http_url + f"{name}.xml"
+
+
+def test_apply_during_a_daemon_run_is_queued_behind_it(tmp_path: Path, served: Served) -> None:
+    """One writer (DESIGN §2): `provd apply` while the daemon runs is carried out by the daemon, after the run,
+    so the same section's two changes both survive, in queue order."""
+    provd = configure(tmp_path, url=slow_reference(served, "race", "from-run"))
+    patch = tmp_path / "apply.xml"
+    patch.write_text(keys(2, "from-apply"))
+    with running_daemon(provd, tmp_path) as daemon:
+        daemon.signal(signal.SIGHUP)
+        wait_until(lambda: daemon.status()["state"] == "running", what="run started")
+        applied = provd.run("apply", str(patch), check=0)
+        assert "applied: generation" in applied.stdout
+        daemon.wait_idle_after(2)
+        assert daemon.runs_started() == 2  # the apply was the daemon's second request
+    shown = provd.run("show", "keys", check=0).stdout
+    assert 'label="from-run"' in shown and 'label="from-apply"' in shown
+    triggers = [(g["trigger"], g["sections_changed"]) for g in history(provd)[-2:]]
+    assert triggers == [("sighup", ["keys"]), ("apply", ["keys"])]
+
+
+def test_apply_through_the_daemon_reports_like_in_process(tmp_path: Path, served: Served) -> None:
+    provd = configure(tmp_path)
+    reference = tmp_path / "ref.xml"
+    reference.write_text("<referencedSettings><url>http://127.0.0.1/x.xml</url></referencedSettings>")
+    good = tmp_path / "good.xml"
+    good.write_text(keys(4, "json"))
+    before = provd.backup()
+    alone = provd.run("apply", str(reference), check=1).stderr
+    with running_daemon(provd, tmp_path):
+        assert provd.run("apply", str(reference), check=1).stderr == alone  # same one-line refusal
+        assert provd.run("apply", str(tmp_path / "missing.xml"), check=1).stderr.count("\n") == 1
+        assert provd.backup() == before
+        report = json.loads(provd.run("apply", str(good), "--json", check=0).stdout)
+    assert (report["trigger"], report["outcome"], report["url"]) == ("apply", "applied", good.resolve().as_uri())
+    assert hook_lines(tmp_path)[-1] == "keys|"  # the change hooks ran (in the daemon)
+
+
+def test_rollback_during_a_run_follows_it(tmp_path: Path, served: Served) -> None:
+    """`provd rollback` while a run fetches: the daemon commits the run, then restores the generation (the
+    whole state, as a rollback does): both are in the history, in that order, and the rollback is the result."""
+    provd = configure(tmp_path, url=slow_reference(served, "rb", "from-run"))
+    target = history(provd)[-1]["generation"]
+    contact = tmp_path / "contact.xml"
+    contact.write_text('<contactList version="1.34.0"><contact id="c1"><name>Ada</name></contact></contactList>')
+    before = provd.backup()
+    provd.run("apply", str(contact), check=0)
+    with running_daemon(provd, tmp_path) as daemon:
+        daemon.signal(signal.SIGHUP)
+        wait_until(lambda: daemon.status()["state"] == "running", what="run started")
+        result = provd.run("rollback", str(target), check=0)
+        assert f"rolled back to generation {target}" in result.stdout
+        assert provd.run("rollback", "999", check=1).stderr.startswith("provd: error: ")
+    assert provd.backup() == before
+    assert [(g["trigger"], g["sections_changed"]) for g in history(provd)[-2:]] == \
+        [("sighup", ["keys"]), ("rollback", ["contactList", "keys"])]
+
+
+def test_second_daemon_refuses_to_start(tmp_path: Path) -> None:
+    port = free_udp_port()
+    provd = configure(tmp_path, sip_port=port)
+    with running_daemon(provd, tmp_path) as daemon:
+        second = provd.run("run", check=1, timeout=20)
+        assert second.stderr.startswith("provd: error: ") and second.stderr.count("\n") == 1, second.stderr
+        assert f"pid {daemon.proc.pid}" in second.stderr
+        assert daemon.status()["pid"] == daemon.proc.pid  # the socket is still the first daemon's
+        answer = send_udp(port, notify_message("127.0.0.1"))
+        assert answer is not None and answer.startswith(b"SIP/2.0 200")
+
+
+@pytest.mark.parametrize("where", ["runtime-is-a-file", "runtime-unwritable", "state-is-a-file"])
+def test_unusable_directories_are_one_line_errors(tmp_path: Path, where: str) -> None:
+    provd = configure(tmp_path)
+    cfg = json.loads(provd.config.read_text())
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    if where == "runtime-is-a-file":
+        cfg["paths"]["runtime_dir"] = str(blocker)
+    elif where == "runtime-unwritable":  # root may write anywhere but /proc
+        cfg["paths"]["runtime_dir"] = "/proc/provd-test/run"
+    else:
+        cfg["paths"]["state_dir"] = str(blocker)
+    provd.config.write_text(json.dumps(cfg))
+    result = provd.run("run", check=1, timeout=20)
+    assert result.stderr.startswith("provd: error: ") and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_run_killed_midway_is_marked_interrupted_at_the_next_start(tmp_path: Path, served: Served) -> None:
+    provd = configure(tmp_path, url=served.fault_url + "stall")
+    with running_daemon(provd, tmp_path) as daemon:
+        daemon.signal(signal.SIGHUP)
+        wait_until(lambda: daemon.status()["state"] == "running", what="run started")
+        daemon.signal(signal.SIGKILL)
+        daemon.proc.wait(10)
+    assert json.loads(provd.run("status", "--json", check=0).stdout)["last_report"]["outcome"] == "running"
+    (tmp_path / "notify.sock").unlink()
+    with running_daemon(provd, tmp_path) as daemon:
+        last = daemon.status()["last_report"]
+        assert last["outcome"] == "interrupted" and last["trigger"] == "sighup"
+        assert "in progress" not in provd.run("status", check=0).stdout
+
+
+def test_unexpected_error_in_a_run_does_not_end_the_daemon(tmp_path: Path, served: Served) -> None:
+    """A lone surrogate in a URL once raised UnicodeEncodeError out of the engine and ended `provd run`."""
+    served.write("after.xml", keys(8, "after"))
+    provd = configure(tmp_path)
+    with running_daemon(provd, tmp_path, tracebacks=1) as daemon:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(30)
+            client.connect(str(tmp_path / "run" / "provd.sock"))
+            client.sendall(b'{"cmd": "start", "url": "' + served.http_url.encode() + b'\\ud800.xml"}\n')
+            lines = client.makefile("rb").read().splitlines()
+        report = json.loads(lines[-1])["report"]
+        assert report["outcome"] == "failed"
+        assert daemon.proc.poll() is None
+        assert daemon.status()["last_report"]["outcome"] == "failed"
+        result = provd.run("start", "--url", served.http_url + "after.xml", check=0)
+        assert "applied: generation" in result.stdout
+
+
+def test_stopped_daemon_status_times_out(tmp_path: Path) -> None:
+    provd = configure(tmp_path)
+    with running_daemon(provd, tmp_path) as daemon:
+        daemon.signal(signal.SIGSTOP)
+        try:
+            result = provd.run("status", check=1, timeout=30)
+        finally:
+            daemon.signal(signal.SIGCONT)
+        assert result.stderr.startswith("provd: error: ") and "did not answer" in result.stderr
+        assert result.stderr.count("\n") == 1
+
+
+def test_retry_task_ends_with_the_daemon(tmp_path: Path, http_peers: HttpPeers) -> None:
+    """The retry timer lives in the daemon's TaskGroup: SIGTERM with a retry pending stops cleanly at once."""
+    provd = configure(tmp_path, url=http_peers.http_url + "/status/500")
+    with running_daemon(provd, tmp_path) as daemon:
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_idle_after(1)
+        assert daemon.status()["retry_at"] is not None
+        daemon.signal(signal.SIGTERM)
+        assert daemon.proc.wait(10) == 0
+
+
+FAKETIME = sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))
+
+
+def test_scheduled_run_comes_after_a_wall_clock_step(tmp_path: Path, served: Served, http_peers: HttpPeers) -> None:
+    """A phone's clock steps when NTP first syncs. The daemon's wall clock is stepped (libfaketime's
+    timestamp file, read afresh on every call; the monotonic clock left real) from two hours before the
+    scheduled time to five seconds before it: the run comes, and next_run moves on to the next day."""
+    assert FAKETIME, "libfaketime missing: scripts/setup.sh installs the faketime package"
+    served.write("step.xml", keys(7, "stepped"))
+    provd = configure(tmp_path, url=served.http_url + "step.xml")
+    target = (datetime.now(UTC) + timedelta(hours=2, minutes=1)).replace(second=0, microsecond=0)
+    execution = tmp_path / "execution.xml"
+    execution.write_text(f"<provisioning><active>true</active><execution><time>{target:%H:%M}</time></execution>"
+                         "</provisioning>")
+    provd.run("apply", str(execution), check=0)
+    offset = tmp_path / "faketime"
+    offset.write_text("+0\n")
+    env = {"TZ": "UTC", "LD_PRELOAD": str(FAKETIME[0]), "FAKETIME_TIMESTAMP_FILE": str(offset),
+           "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    with running_daemon(provd, tmp_path, extra_env=env) as daemon:
+        assert daemon.wait_idle_after(1)["trigger"] == "boot"
+        assert datetime.fromisoformat(daemon.status()["next_run"]) == target
+        step = int((target - datetime.now(UTC)).total_seconds()) - 5
+        offset.write_text(f"+{step}\n")
+        # The daemon notices within a minute; nginx's log is the cheap thing to watch meanwhile.
+        http_peers.wait_for_log(lambda e: e.uri.endswith("/step.xml"), count=2, timeout=90)
+        scheduled = daemon.wait_idle_after(2)
+        assert scheduled["trigger"] == "schedule"
+        assert datetime.fromisoformat(daemon.status()["next_run"]) == target + timedelta(days=1)
+
+
+def test_full_disk_fails_the_run_and_the_daemon_serves_on(tmp_path: Path, served: Served) -> None:
+    """The state directory on a small tmpfs, filled up: the run's commit fails (recorded as failed where SQLite
+    can still write), `provd start` gets a failed report, the daemon keeps answering; with space again the
+    next run commits."""
+    from .contactgen import contact_list_xml
+
+    served.write("big.xml", contact_list_xml(3000))
+    served.write("small.xml", keys(9, "after-full"))
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(state)], check=True)
+    try:
+        provd = configure(tmp_path)
+        filler = state / "filler"
+        with filler.open("wb") as out:  # fill every block but a few: the 1 MB contact list cannot fit
+            with contextlib.suppress(OSError):
+                while True:
+                    out.write(b"\0" * 65536)
+                    out.flush()
+            filler.write_bytes(filler.read_bytes()[:-128 * 1024])
+        with running_daemon(provd, tmp_path) as daemon:
+            failed = provd.run("start", "--url", served.http_url + "big.xml", check=1)
+            assert "failed" in failed.stdout + failed.stderr
+            assert daemon.proc.poll() is None
+            assert daemon.status()["state"] == "idle"
+            filler.unlink()
+            applied = provd.run("start", "--url", served.http_url + "small.xml", check=0)
+            assert "applied: generation" in applied.stdout
+        assert 'label="after-full"' in provd.run("show", "keys", check=0).stdout
+    finally:
+        subprocess.run(["umount", "-l", str(state)], check=False)

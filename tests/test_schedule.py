@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from provd.core.schedule import Execution, mac_time, next_run, parse_execution
+from provd.core.schedule import Execution, Wake, clock_stepped, mac_time, next_run, on_wake, parse_execution, sleep_s
 
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = UTC
@@ -84,3 +84,42 @@ def test_parse_execution() -> None:
     values = {"mondays": "true", "tuesdays": "false", "sundays": "1", "time": " 7:05 ", "useRandomDelay": "true",
               "minimalRandomDelay": "10", "maximalRandomDelay": "x"}
     assert parse_execution(values) == Execution(frozenset({0, 6}), "7:05", True, 10, 3600)
+
+
+AT = datetime(2026, 12, 2, 3, 30, tzinfo=UTC)
+S = timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(("now", "stepped", "expected"), [
+    pytest.param(AT - 3600 * S, False, Wake.SLEEP, id="an-hour-ahead-sleep-on"),
+    pytest.param(AT, False, Wake.FIRE, id="on-time"),
+    pytest.param(AT - 0.5 * S, False, Wake.FIRE, id="timer-a-hair-early"),
+    pytest.param(AT - 2 * S, False, Wake.SLEEP, id="two-seconds-early-not-yet"),
+    pytest.param(AT + 7200 * S, True, Wake.FIRE, id="stepped-forward-past-it-runs-now"),
+    pytest.param(AT - 10 * S, True, Wake.RECOMPUTE, id="stepped-forward-short-of-it"),
+    pytest.param(AT - 86400 * S, True, Wake.RECOMPUTE, id="stepped-back-a-day"),
+    pytest.param(AT + 30 * S, False, Wake.FIRE, id="late-without-step-still-fires"),
+])
+def test_on_wake(now: datetime, stepped: bool, expected: Wake) -> None:
+    assert on_wake(AT, now, stepped=stepped) is expected
+
+
+@pytest.mark.parametrize(("now", "expected"), [
+    pytest.param(AT - 7200 * S, 60.0, id="far-wakes-within-a-minute"),
+    pytest.param(AT - 61 * S, 60.0, id="just-over-a-minute"),
+    pytest.param(AT - 12.5 * S, 12.5, id="near-sleeps-until-it"),
+    pytest.param(AT + 5 * S, 0.0, id="past-no-sleep"),
+])
+def test_sleep_s(now: datetime, expected: float) -> None:
+    assert sleep_s(AT, now) == expected
+
+
+@pytest.mark.parametrize(("wall", "mono", "expected"), [
+    pytest.param((1000.0, 1060.0), (5.0, 65.0), False, id="both-advance-alike"),
+    pytest.param((1000.0, 1061.5), (5.0, 65.0), False, id="drift-within-tolerance"),
+    pytest.param((1000.0, 8260.0), (5.0, 65.0), True, id="stepped-forward-two-hours"),
+    pytest.param((1000.0, 900.0), (5.0, 65.0), True, id="stepped-back"),
+    pytest.param((1000.0, 1000.0), (5.0, 65.0), True, id="wall-clock-frozen-a-minute"),
+])
+def test_clock_stepped(wall: tuple[float, float], mono: tuple[float, float], expected: bool) -> None:
+    assert clock_stepped(wall[0], mono[0], wall[1], mono[1]) is expected

@@ -166,24 +166,64 @@ def _cmd_apply(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
 
 def _daemon_start(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
     """`provd start` through the running daemon (its single-flight runner); None when none runs."""
+    report = _daemon_queued(config, {"cmd": "start", "url": args.url, "dry_run": args.dry_run}, args, out)
+    return None if report is None else _end_of_run(report, args, out)
+
+
+def _daemon_queued(config: Config, message: dict[str, object], args: argparse.Namespace,
+                   out: _Out, final: str = "report") -> dict[str, object] | None:
+    """A request the daemon queues (start, apply, rollback): its progress streamed, its `final` event's
+    payload returned; None when no daemon runs.
+
+    Raises:
+        ControlError: the daemon refused the request, broke off, or went silent.
+    """
     from provd import control
+    from provd.core import control as protocol
+    from provd.errors import ControlError
 
     progress = _progress(args, out)
-    report: dict[str, object] | None = None
     try:
-        for event in control.exchange(config.runtime_dir / "provd.sock",
-                                      {"cmd": "start", "url": args.url, "dry_run": args.dry_run}):
+        for event in control.exchange(control.socket_path(config.runtime_dir), message,
+                                      timeout=protocol.EVENT_TIMEOUT_S):
             if event.get("event") == "progress":
                 progress(str(event.get("line")))
             elif event.get("event") == "queued" and event.get("running"):
                 progress("a run is in progress: this one follows it")
-            elif event.get("event") == "report" and isinstance(event.get("report"), dict):
-                report = event["report"]  # type: ignore[assignment]
+            elif event.get("event") == final:
+                payload = event if final != "report" else event.get("report")
+                if isinstance(payload, dict):
+                    return payload
     except control.NoDaemon:
         return None
+    raise ControlError(f"the daemon closed the control socket without a {final}")
+
+
+def _daemon_apply(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
+    """`provd apply` while a daemon runs: the daemon applies it, in its queue (one writer, DESIGN §2). This
+    process reads the file, so the daemon never opens a path a client names."""
+    import base64
+
+    from provd.files import read_capped
+
+    path = Path(args.file)
+    data = read_capped(path, config.max_file_bytes)
+    report = _daemon_queued(config, {"cmd": "apply", "data": base64.b64encode(data).decode(), "name": str(path),
+                                     "url": path.resolve().as_uri()}, args, out)
     if report is None:
-        raise ProvdError("the daemon closed the control socket without a report")
-    return _end_of_run(report, args, out)
+        return None
+    _finish(report, args, out)
+    return 1 if _seq(report.get("errors")) else 0
+
+
+def _daemon_rollback(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
+    """`provd rollback` while a daemon runs: carried out by the daemon, in its queue."""
+    answer = _daemon_queued(config, {"cmd": "rollback", "generation": args.generation}, args, out, final="rollback")
+    if answer is None:
+        return None
+    gen = answer.get("generation")
+    _print_rollback(args.generation, gen if isinstance(gen, int) else None, _seq(answer.get("sections")), out)
+    return 0
 
 
 def _cmd_start(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
@@ -223,11 +263,14 @@ def _cmd_run(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
 
 def _daemon_status(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
     from provd import control
+    from provd.errors import ControlError
 
     try:
-        status = next(control.exchange(config.runtime_dir / "provd.sock", {"cmd": "status"}), {})
+        status = next(control.exchange(control.socket_path(config.runtime_dir), {"cmd": "status"}), None)
     except control.NoDaemon:
         return None
+    if status is None:
+        raise ControlError("the daemon closed the control socket without a status")
     return _print_status(status, args, out)
 
 
@@ -268,7 +311,7 @@ def _daemon_check_sync(config: Config, args: argparse.Namespace, out: _Out) -> i
 
     args.data = sys.stdin.buffer.read()  # read once: the in-process path needs it too
     try:
-        answer = next(control.exchange(config.runtime_dir / "provd.sock",
+        answer = next(control.exchange(control.socket_path(config.runtime_dir),
                                        {"cmd": "check-sync", "source": args.source, "port": args.port,
                                         "data": base64.b64encode(args.data).decode()}), {})
     except control.NoDaemon:
@@ -355,7 +398,7 @@ def _deadline(args: argparse.Namespace) -> float | None:
 
 
 def _progress(args: argparse.Namespace, out: _Out) -> Callable[[str], None]:
-    if args.json or out.quiet:
+    if getattr(args, "json", False) or out.quiet:  # rollback has no --json
         return lambda _line: None
     return out.info
 
@@ -430,17 +473,23 @@ def _cmd_history(settings: Settings, args: argparse.Namespace, out: _Out) -> int
 
 def _cmd_rollback(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
     gen, sections = settings.rollback(args.generation)
-    if gen is None:
-        out.info(f"unchanged: the settings already equal generation {args.generation}")
-    else:
-        out.info(f"rolled back to generation {args.generation} as generation {gen} ({', '.join(sections)})")
+    _print_rollback(args.generation, gen, sections, out)
     return 0
+
+
+def _print_rollback(target: int, gen: int | None, sections: list[str], out: _Out) -> None:
+    if gen is None:
+        out.info(f"unchanged: the settings already equal generation {target}")
+    else:
+        out.info(f"rolled back to generation {target} as generation {gen} ({', '.join(sections)})")
 
 
 _VIA_DAEMON: dict[str, Callable[[Config, argparse.Namespace, _Out], int | None]] = {
     "start": _daemon_start,
     "status": _daemon_status,
     "check-sync": _daemon_check_sync,
+    "apply": _daemon_apply,
+    "rollback": _daemon_rollback,
 }
 
 _COMMANDS = {

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
              "ca_file": None, "client_cert": None, "client_key": None, "user_agent": None},
     "references": {"max_depth": 8, "max_files": 64},
     "hooks": {"changed": {}, "reboot": None},
+    "control": {"allow_file_urls": False},
 }
 
 # Keys whose value is free-form (a mapping or a list of argv strings), checked by shape only.

@@ -3,8 +3,13 @@ runner; one run at a time, and triggers during a run coalesce into one follow-up
 
 Structured: `serve()` owns every task in one TaskGroup, so stopping cancels all of them and none is left
 behind; a run cancelled midway has committed nothing or everything (the commit is one synchronous SQLite
-transaction that cancellation cannot split). No polling: the scheduler sleeps until the next run (at most
-an hour at a time, so a changed wall clock is noticed), the runner waits on an event.
+transaction that cancellation cannot split). The runner waits on an event; the scheduler sleeps until the next
+run, at most a minute at a time, so a wall clock stepped meanwhile (NTP's first sync) is noticed.
+
+One writer (DESIGN §2): while the daemon runs, `provd apply` and `provd rollback` come over the control socket
+and are carried out here, in the same queue as the runs. One daemon: `runtime_dir/provd.lock` is held (flock)
+before the socket or the SIP port is touched. One failed run never ends the service: an unexpected exception
+is logged with its traceback, the run recorded as failed, and the daemon serves on.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
+import fcntl
+import logging
 import os
 import random
 import re
 import socket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,10 +32,12 @@ from pathlib import Path
 from typing import cast
 from zoneinfo import ZoneInfo
 
-from provd import device, engine, hooks, sdnotify
+from provd import control, device, engine, hooks, sdnotify
 from provd.core import backoff, schedule
+from provd.core import control as protocol
 from provd.core.checksync import Action, CheckSyncHandler, Decision
-from provd.local import Settings
+from provd.errors import ConfigError, ControlError, ProvdError
+from provd.local import Settings, now_iso
 from provd.model import Outcome, RunReport, Trigger
 
 CHECK_SYNC_INTERVAL_S = 10.0  # at most one check-sync run started per 10 s (DESIGN §7)
@@ -43,12 +52,15 @@ class RunRequest:
     reboot: bool = False
     dry_run: bool = False
     reboot_only: bool = False  # notifySync <reboot/>: the reboot hook, no provisioning
+    apply: protocol.Request | None = None  # `provd apply` (the file's bytes) through the daemon
+    rollback: int | None = None  # `provd rollback GENERATION` through the daemon
     not_before: float = 0.0  # monotonic
     listeners: list[Listener] = field(default_factory=list)
     triggers: list[str] = field(default_factory=list)
 
     def mergeable(self) -> bool:
-        return self.restore is None and not self.dry_run and not self.reboot_only
+        return self.restore is None and not self.dry_run and not self.reboot_only and self.apply is None \
+            and self.rollback is None
 
 
 _POSIX_FIXED = re.compile(r"^(?:<[^>]+>|[A-Za-z]{3,})([+-]?)(\d{1,2})(?::(\d{2}))?(?::(\d{2}))?$")
@@ -94,6 +106,9 @@ class Daemon:
         self.last_reboot: str | None = None
         self.retry_at: datetime | None = None
         self.runs_started = 0
+        self._group: asyncio.TaskGroup | None = None
+        self._line_limit = protocol.max_line_bytes(self.config.max_file_bytes)
+        self._clients: dict[asyncio.StreamWriter, bool] = {}  # open connections, oldest first: still silent?
 
     # --- triggers ---------------------------------------------------------------------------------------
 
@@ -125,15 +140,41 @@ class Daemon:
     # --- the service ------------------------------------------------------------------------------------
 
     async def serve(self) -> None:
+        """Take the lock, mark what a killed daemon left running, listen, serve until stopped.
+
+        Raises:
+            ControlError: another daemon holds the lock, or runtime_dir cannot be used.
+            ConfigError: sip.listen cannot be bound.
+            StoreError: the store cannot be opened.
+        """
         runtime = self.config.runtime_dir
-        runtime.mkdir(parents=True, exist_ok=True)
-        path = runtime / "provd.sock"
-        path.unlink(missing_ok=True)
-        server = await asyncio.start_unix_server(self._client, path=str(path))
-        os.chmod(path, 0o660)
-        sip_transport = await self._open_sip_listener()
+        lock = _take_lock(runtime)  # before anything is touched: a second daemon stops here
         try:
+            marked = self.settings.store.mark_interrupted(now_iso())
+            if marked:
+                logging.getLogger(__name__).warning("run %s was left running by an earlier provd: marked "
+                                                    "interrupted", ", ".join(f"#{n}" for n in marked))
+            path = control.socket_path(runtime)
+            try:
+                path.unlink(missing_ok=True)  # left by a killed daemon: the lock says nobody serves it
+                server = await asyncio.start_unix_server(self._client, path=str(path),
+                                                         limit=self._line_limit)
+                os.chmod(path, 0o660)
+            except OSError as exc:
+                raise ControlError(f"{path}: cannot listen on the control socket: {exc.strerror or exc}") from exc
+            try:
+                await self._serve(server)
+            finally:
+                path.unlink(missing_ok=True)
+        finally:
+            os.close(lock)
+
+    async def _serve(self, server: asyncio.AbstractServer) -> None:
+        sip_transport = None
+        try:
+            sip_transport = await self._open_sip_listener()
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 group.create_task(self._runner())
                 group.create_task(self._scheduler())
                 interval = sdnotify.watchdog_interval()
@@ -148,11 +189,11 @@ class Daemon:
         except* _Stop:
             pass
         finally:
+            self._group = None
             server.close()
             await server.wait_closed()
             if sip_transport is not None:
                 sip_transport.close()
-            path.unlink(missing_ok=True)
             self._cancel_retry()
 
     def _active(self) -> bool:
@@ -188,51 +229,116 @@ class Daemon:
                 await self._run(request)
 
     async def _run(self, request: RunRequest) -> None:
-        if request.reboot_only:  # in the queue like a run, so a reboot never cuts a run short
-            self.last_reboot = await asyncio.to_thread(hooks.run_reboot_hook, self.config) \
-                or "reboot ignored: hooks.reboot is unset"
-            return
+        """One request from the queue. Whatever goes wrong in it stays in it: the service goes on."""
+        try:
+            if request.reboot_only:  # in the queue like a run, so a reboot never cuts a run short
+                self.last_reboot = await asyncio.to_thread(hooks.run_reboot_hook, self.config) \
+                    or "reboot ignored: hooks.reboot is unset"
+            elif request.rollback is not None:
+                self._rollback(request, request.rollback)
+            else:
+                await self._provision(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the service's boundary: a bug in one run must not end the daemon
+            if isinstance(exc, ProvdError):  # e.g. the store could not record the run (a full disk): said
+                logging.getLogger(__name__).error("run (%s) failed: %s", ", ".join(request.triggers), exc)
+            else:
+                logging.getLogger(__name__).exception("unexpected error in a run (%s); the daemon keeps serving",
+                                                      ", ".join(request.triggers))
+            report = self._record_failure(exc)
+            _answer(request, {"event": "report", "report": report})
+            if request.apply is None and request.rollback is None and not request.reboot_only:
+                failed = RunReport(trigger=request.trigger.value, started=str(report.get("started") or ""),
+                                   outcome=Outcome.FAILED)
+                self._after(failed, request)
+        finally:
+            self._running = None
+
+    def _record_failure(self, exc: Exception) -> dict[str, object]:
+        """The run that raised, recorded as failed (the engine began it in the store and could not finish it);
+        the report the client gets."""
+        message = str(exc) if isinstance(exc, ProvdError) else f"internal error: {type(exc).__name__}: {exc!r}"
+        report: dict[str, object] = {"outcome": "failed", "errors": [message], "finished": now_iso()}
+        try:
+            last = self.settings.store.last_run()
+            if last is not None and last.get("outcome") == "running":  # ours: the daemon is the one writer
+                run = last.pop("run")
+                report = {**last, **report}
+                self.settings.store.finish_run(int(str(run)), report)
+                report["run"] = run
+        except ProvdError as again:  # e.g. still a full disk: the next start marks it interrupted
+            logging.getLogger(__name__).error("cannot record the failed run: %s", again)
+        return report
+
+    async def _provision(self, request: RunRequest) -> None:
         loop = asyncio.get_running_loop()
         self._running = request
         self._progress = []
         self.runs_started += 1
         if Trigger.CHECK_SYNC.value in request.triggers:
             self._last_checksync_start = loop.time()
-        if request.trigger is not Trigger.RETRY:  # any other run replaces a pending retry
+        if request.trigger is not Trigger.RETRY and request.apply is None:  # a run replaces a pending retry
             self._cancel_retry()
         self._notifier.send(f"STATUS=provisioning ({', '.join(request.triggers)})")
 
         def progress(line: str) -> None:
             self._progress.append(line)
-            for listener in request.listeners:
-                listener({"event": "progress", "line": line})
+            _answer(request, {"event": "progress", "line": line})
 
         try:
-            report = await engine.run(self.settings, trigger=request.trigger.value, url=request.url,
-                                      restore=request.restore, dry_run=request.dry_run, reboot=request.reboot,
-                                      progress=progress)
+            if request.apply is not None:
+                report = await self._apply(request, request.apply, progress)
+                if report is None:
+                    return
+            else:
+                report = await engine.run(self.settings, trigger=request.trigger.value, url=request.url,
+                                          restore=request.restore, dry_run=request.dry_run, reboot=request.reboot,
+                                          progress=progress)
         except asyncio.CancelledError:
-            for listener in request.listeners:
-                listener({"event": "report", "report": self.settings.store.last_run() or {"outcome": "failed"}})
+            _answer(request, {"event": "report", "report": self.settings.store.last_run() or {"outcome": "failed"}})
             raise
-        finally:
-            self._running = None
-        for listener in request.listeners:
-            listener({"event": "report", "report": report.to_json()})
+        _answer(request, {"event": "report", "report": report.to_json()})
         self._notifier.send(f"STATUS=idle; last run {report.outcome.value}")
         self._after(report, request)
 
+    async def _apply(self, request: RunRequest, apply: protocol.Request,
+                     progress: Callable[[str], None]) -> RunReport | None:
+        """`provd apply` through the daemon: the bytes came in the request; a refused file is the client's
+        error (as in-process), None then."""
+        try:
+            report = self.settings.apply_data(apply.data, name=apply.name, url=apply.url or apply.name,
+                                              progress=progress)
+        except ProvdError as exc:
+            _answer(request, protocol.error(str(exc)))
+            return None
+        if report.generation is not None:
+            report.warnings += await asyncio.to_thread(hooks.run_changed_hooks, self.config, report.sections_changed)
+        return report
+
+    def _rollback(self, request: RunRequest, generation: int) -> None:
+        self._running = request
+        try:
+            gen, sections = self.settings.rollback(generation)
+        except ProvdError as exc:
+            _answer(request, protocol.error(str(exc)))
+            return
+        self._schedule_changed.set()
+        _answer(request, {"event": "rollback", "generation": gen, "sections": sections})
+
     def _after(self, report: RunReport, request: RunRequest) -> None:
         self._schedule_changed.set()  # the provisioning section may have changed the schedule
-        if request.dry_run or request.restore is not None:
+        if request.dry_run or request.restore is not None or request.apply is not None:
             return
         if report.outcome is Outcome.FAILED:
             self._retry_attempt += 1
             delay = backoff.backoff_delay(self._retry_attempt, self._rng.random())
             if report.retry_after_s is not None:
                 delay = max(delay, report.retry_after_s)
-            self._retry_task = asyncio.get_running_loop().create_task(self._retry(delay))
-            self.retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+            self._cancel_retry()
+            if self._group is not None:  # in the TaskGroup: stopping the daemon cancels it with the rest
+                self._retry_task = self._group.create_task(self._retry(delay))
+                self.retry_at = datetime.now(UTC) + timedelta(seconds=delay)
         else:
             self._retry_attempt = 0
 
@@ -243,31 +349,42 @@ class Daemon:
         self.request(RunRequest(Trigger.RETRY))
 
     async def _scheduler(self) -> None:
+        """Sleep towards the next scheduled run a minute at a time; on each wake compare the wall clock with
+        the monotonic one, so a step (NTP's first sync) is noticed: stepped past the run, it runs now;
+        stepped elsewhere, the next run is computed afresh."""
         mac = device.device_from_config(self.config).mac
         zone = local_zone()
         fired: datetime | None = None
         while True:
             self._schedule_changed.clear()
             values = self.settings.execution_values()
+            now = datetime.now(UTC)
             self.next_scheduled = None
-            if self._active():
+            if self._active():  # strictly after a run already fired: a timer a hair early fires it once
                 self.next_scheduled = schedule.next_run(schedule.parse_execution(values), mac=mac,
-                                                        now=datetime.now(UTC), zone=zone, draw=self._rng.random())
+                                                        now=max(now, fired) if fired else now, zone=zone,
+                                                        draw=self._rng.random())
             if self.next_scheduled is None:
                 await self._schedule_changed.wait()
                 continue
-            remaining = (self.next_scheduled - datetime.now(UTC)).total_seconds()
-            try:
-                # At most an hour at a time: a wall clock set by NTP meanwhile is noticed.
-                async with asyncio.timeout(max(0.0, min(remaining, 3600.0))):
-                    await self._schedule_changed.wait()
-                continue  # the schedule changed: compute it again
-            except TimeoutError:
-                pass
-            due = datetime.now(UTC) >= self.next_scheduled - timedelta(seconds=1)
-            if due and self.next_scheduled != fired:  # a timer a hair early must not fire the same run twice
-                fired = self.next_scheduled
-                self.request(RunRequest(Trigger.SCHEDULE))
+            stepped = False
+            while True:
+                wall, mono = time.time(), time.monotonic()
+                wake = schedule.on_wake(self.next_scheduled, datetime.fromtimestamp(wall, UTC), stepped=stepped)
+                if wake is schedule.Wake.FIRE:
+                    fired = self.next_scheduled
+                    self.request(RunRequest(Trigger.SCHEDULE))
+                    break
+                if wake is schedule.Wake.RECOMPUTE:
+                    break
+                pause = schedule.sleep_s(self.next_scheduled, datetime.fromtimestamp(wall, UTC))
+                try:
+                    async with asyncio.timeout(pause):
+                        await self._schedule_changed.wait()
+                    break  # the schedule changed: compute it again
+                except TimeoutError:
+                    pass
+                stepped = schedule.clock_stepped(wall, mono, time.time(), time.monotonic())
 
     # --- check-sync -------------------------------------------------------------------------------------
 
@@ -292,8 +409,13 @@ class Daemon:
         host, _, port = str(listen).rpartition(":")
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host or "0.0.0.0", int(port)))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host or "0.0.0.0", int(port)))
+        except (OSError, ValueError) as exc:
+            sock.close()
+            raise ConfigError(f"sip.listen {listen}: cannot listen: {getattr(exc, 'strerror', None) or exc}") \
+                from exc
         sock.setblocking(False)
         transport, _ = await loop.create_datagram_endpoint(lambda: _SipProtocol(self), sock=sock)
         return transport
@@ -301,52 +423,101 @@ class Daemon:
     # --- control socket ---------------------------------------------------------------------------------
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection: at most MAX_CLIENTS at once (the oldest still silent one makes room, else the new
+        one is closed at once), IDLE_TIMEOUT_S for the request line, a bounded line, a checked request."""
+        if len(self._clients) >= protocol.MAX_CLIENTS:
+            silent = next((w for w, waiting in self._clients.items() if waiting), None)
+            if silent is None:
+                writer.close()
+                return
+            self._clients.pop(silent)
+            silent.close()
+        self._clients[writer] = True
         try:
-            line = await reader.readline()
             try:
-                message = json.loads(line or b"{}")
-            except ValueError:
-                message = {}
-            await self._command(message if isinstance(message, dict) else {}, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
+                async with asyncio.timeout(protocol.IDLE_TIMEOUT_S):
+                    line = await reader.readline()
+            except TimeoutError:
+                await _reply(writer, protocol.error(f"no request line within {protocol.IDLE_TIMEOUT_S:g} s"))
+                return
+            except ValueError:  # asyncio's LimitOverrunError, as readline() raises it
+                await _reply(writer, protocol.error(f"request line over {self._line_limit} bytes"))
+                return
+            self._clients[writer] = False
+            if not line.endswith(b"\n"):
+                if line:
+                    await _reply(writer, protocol.error("incomplete request line"))
+                return
+            try:
+                request = protocol.parse_request(line, allow_file_urls=self._file_urls_allowed(writer))
+            except ControlError as exc:
+                await _reply(writer, protocol.error(str(exc)))
+                return
+            try:
+                await self._command(request, writer)
+            except (ConnectionError, asyncio.CancelledError, TimeoutError):
+                raise
+            except Exception as exc:  # e.g. the store unreadable for status: answered, and the daemon serves on
+                logging.getLogger(__name__).exception("unexpected error answering %s", request.cmd)
+                await _reply(writer, protocol.error(str(exc) if isinstance(exc, ProvdError) else
+                                                    f"internal error: {type(exc).__name__}"))
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass
         except asyncio.CancelledError:
             # provd is stopping. The connection's task ends here: on Python 3.11 asyncio's stream callback
             # calls task.exception() on a cancelled handler and logs a spurious traceback.
             pass
         finally:
+            self._clients.pop(writer, None)
             writer.close()
 
-    async def _command(self, message: dict[str, object], writer: asyncio.StreamWriter) -> None:
+    def _file_urls_allowed(self, writer: asyncio.StreamWriter) -> bool:
+        """`file:` URLs make the root daemon read a local file: only for a root peer (SO_PEERCRED), or when
+        control.allow_file_urls says every member of the socket's group may."""
+        if self.config.get("control.allow_file_urls") is True:
+            return True
+        sock = writer.get_extra_info("socket")
+        if sock is None:
+            return False
+        creds: bytes = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        return bool(uid == 0)
+
+    async def _command(self, request: protocol.Request, writer: asyncio.StreamWriter) -> None:
         def send(obj: dict[str, object]) -> None:
             if not writer.is_closing():
-                writer.write(json.dumps(obj).encode() + b"\n")
+                writer.write(protocol.encode(obj))
 
-        command = message.get("cmd")
-        if command == "status":
+        if request.cmd == "status":
             send(self.status())
-        elif command == "start":
+        elif request.cmd == "check-sync":
+            decision = self.check_sync(request.data, (request.source, request.port))
+            send({"status": decision.status, "accepted": decision.status == 200, "reason": decision.reason,
+                  "response": base64.b64encode(decision.response).decode() if decision.response else None})
+        else:  # queued: start, apply, rollback
             done = asyncio.Event()
 
             def listener(event: dict[str, object]) -> None:
                 send(event)
-                if event.get("event") == "report":
+                if event.get("event") in _FINAL_EVENTS:
                     done.set()
 
-            url = message.get("url")
-            self.request(RunRequest(Trigger.CLI, url=url if isinstance(url, str) else None,
-                                    dry_run=bool(message.get("dry_run")), listeners=[listener]))
+            if request.cmd == "start":
+                queued = RunRequest(Trigger.CLI, url=request.url, dry_run=request.dry_run, listeners=[listener])
+            elif request.cmd == "apply":
+                queued = RunRequest(Trigger.APPLY, apply=request, listeners=[listener])
+            else:
+                queued = RunRequest(Trigger.ROLLBACK, rollback=request.generation, listeners=[listener])
+            self.request(queued)
             send({"event": "queued", "running": self._running is not None})
-            await done.wait()
-        elif command == "check-sync":
-            data = base64.b64decode(str(message.get("data", "")))
-            source = (str(message.get("source", "127.0.0.1")), int(str(message.get("port", 5060))))
-            decision = self.check_sync(data, source)
-            send({"status": decision.status, "accepted": decision.status == 200, "reason": decision.reason,
-                  "response": base64.b64encode(decision.response).decode() if decision.response else None})
-        else:
-            send({"error": f"unknown command {command!r}"})
-        await writer.drain()
+            while not done.is_set():  # a heartbeat, so a client can tell a busy daemon from a stopped one
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(protocol.HEARTBEAT_S):
+                        await done.wait()
+                if not done.is_set():
+                    send({"event": "alive"})
+        async with asyncio.timeout(protocol.IDLE_TIMEOUT_S):  # a client that never reads is dropped
+            await writer.drain()
 
     def status(self) -> dict[str, object]:
         running = self._running
@@ -367,6 +538,50 @@ class _Stop(Exception):
     pass
 
 
+_FINAL_EVENTS = ("report", "rollback", "error")
+
+
+def _answer(request: RunRequest, event: dict[str, object]) -> None:
+    for listener in request.listeners:
+        listener(event)
+
+
+async def _reply(writer: asyncio.StreamWriter, answer: dict[str, object]) -> None:
+    """A refusal, sent before the connection is closed; a peer that does not read it is not waited for."""
+    writer.write(protocol.encode(answer))
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(1.0):
+            await writer.drain()
+
+
+def _take_lock(runtime: Path) -> int:
+    """Hold `runtime_dir/provd.lock` (flock, released by the kernel when the process ends, however it ends);
+    the descriptor. A second `provd run` on the same configuration stops here, before it touches the socket
+    or the SIP port.
+
+    Raises:
+        ControlError: runtime_dir cannot be created or written, or another daemon holds the lock.
+    """
+    lock = control.lock_path(runtime)
+    try:
+        runtime.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise ControlError(f"{runtime}: runtime_dir cannot be used: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ControlError(f"{lock}: another provd run (pid {holder}) serves this configuration") from None
+    except OSError as exc:
+        os.close(fd)
+        raise ControlError(f"{lock}: cannot lock: {exc.strerror or exc}") from exc
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 class _SipProtocol(asyncio.DatagramProtocol):
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
@@ -377,11 +592,13 @@ class _SipProtocol(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        decision = self._daemon.check_sync(data, (str(addr[0]), int(addr[1])))
+        try:
+            decision = self._daemon.check_sync(data, (str(addr[0]), int(addr[1])))
+        except Exception:  # asyncio would close the listener for good: one bad datagram must not deafen it
+            logging.getLogger(__name__).exception("unexpected error handling a datagram from %s", addr[0])
+            return
         if decision.response is not None and self._transport is not None:
             self._transport.sendto(decision.response, addr)
 
 
-def socket_path(settings: Settings) -> Path:
-    return settings.config.runtime_dir / "provd.sock"
 

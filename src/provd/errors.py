@@ -23,7 +23,9 @@
     ├── RefusedDocument             a well-formed file of a type this door does not take (reference in apply)
     ├── StoreError                  the settings store cannot be opened, is corrupt, or a write failed
     │   └── UnknownGeneration       rollback to a generation that is not kept
-    └── UnknownSection              `show` of a section provd does not have
+    ├── UnknownSection              `show` of a section provd does not have
+    └── ControlError                the control socket: a bad request, a daemon that answers wrongly or not
+                                    at all, a second daemon, a runtime_dir that cannot be used
 
 `retryable` says whether trying the same thing again later may succeed (network-ish failures); none of
 the settings-engine errors are.
@@ -175,4 +177,8 @@ class UnknownGeneration(StoreError):
 
 
 class UnknownSection(ProvdError):
+    pass
+
+
+class ControlError(ProvdError):
     pass

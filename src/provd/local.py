@@ -74,16 +74,29 @@ class Settings:
         Raises:
             RefusedDocument, DocumentError, StoreError.
         """
-        url = path.resolve().as_uri()
+        return self.apply_data(None, name=str(path), url=path.resolve().as_uri(), path=path, progress=progress)
+
+    def apply_data(self, data: bytes | None, *, name: str, url: str, path: Path | None = None,
+                   progress: Progress = _quiet) -> RunReport:
+        """`apply` of a file's bytes read elsewhere (the daemon gets them from `provd apply` over the control
+        socket and never opens a client's path), or of `path` read here when `data` is None.
+
+        Raises:
+            RefusedDocument, DocumentError, StoreError.
+        """
         report = RunReport(trigger=Trigger.APPLY.value, started=now_iso(), source="explicit", url=url)
         report.run = self.store.begin_run(report.trigger, report.started)
         try:
-            doc = self.parse(path)
-            report.files = [{"url": url, "type": doc.kind.value, "status": None, "bytes": path.stat().st_size,
+            if data is None:
+                assert path is not None
+                data = read_capped(path, self.config.max_file_bytes)
+            doc = parse_document(data, source=name, max_bytes=self.config.max_file_bytes,
+                                 sections=self.catalog.sections)
+            report.files = [{"url": url, "type": doc.kind.value, "status": None, "bytes": len(data),
                              "cached": False}]
             if doc.kind is DocumentKind.REFERENCE:
                 raise RefusedDocument("a reference file cannot be applied manually (restore backup refuses "
-                                      "the reference type); nothing was changed", source=str(path))
+                                      "the reference type); nothing was changed", source=name)
             self.apply_documents([doc], report, progress=progress)
         except ProvdError as exc:
             report.outcome = Outcome.FAILED

@@ -203,6 +203,26 @@ class Store:
         with self._write():
             self._conn.execute("UPDATE runs SET report = ? WHERE id = ?", (json.dumps(report, sort_keys=True), run))
 
+    def mark_interrupted(self, finished: str) -> list[int]:
+        """Every run still "running" becomes `interrupted`: called by the daemon at start, under its lock, when
+        no run of its own can be in progress (a killed daemon left them). The run numbers marked.
+
+        Raises:
+            StoreError: the write failed.
+        """
+        marked: list[int] = []
+        with self._write():
+            for run, text in self._conn.execute("SELECT id, report FROM runs").fetchall():
+                report = json.loads(text)
+                if report.get("outcome") != "running":
+                    continue
+                report.update(outcome="interrupted", finished=finished, errors=[
+                    "interrupted: provd ended during this run (killed?); the store holds the last committed "
+                    "generation"])
+                self._conn.execute("UPDATE runs SET report = ? WHERE id = ?", (json.dumps(report, sort_keys=True), run))
+                marked.append(int(run))
+        return marked
+
     def last_run(self) -> dict[str, object] | None:
         row = self._conn.execute("SELECT id, report FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         return {**json.loads(row[1]), "run": row[0]} if row else None

@@ -10,6 +10,7 @@ DST changes: a time that does not exist that day (spring forward) moves on by th
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from zoneinfo import ZoneInfo
 WEEKDAYS = ("mondays", "tuesdays", "wednesdays", "thursdays", "fridays", "saturdays", "sundays")
 _TIME = re.compile(r"^(2[0-3]|[01]?[0-9]):([0-5][0-9])$")
 _SPREAD_MINUTES = 6 * 60 - 4  # 00:00 … 05:55 inclusive (356 minutes)
+MAX_SLEEP_S = 60.0  # the scheduler wakes at least this often, to compare its two clocks
+STEP_TOLERANCE_S = 2.0  # wall and monotonic time that drift apart by more than this: the wall clock stepped
+EARLY_S = 1.0  # a timer that fires this much early still counts as on time
 
 
 @dataclass(frozen=True)
@@ -91,3 +95,32 @@ def parse_execution(values: dict[str, str]) -> Execution:
     days = frozenset(i for i, name in enumerate(WEEKDAYS) if flag(name))
     return Execution(days, values.get("time", "").strip(), flag("useRandomDelay"),
                      number("minimalRandomDelay", 60), number("maximalRandomDelay", 3600))
+
+
+class Wake(enum.Enum):
+    """What the scheduler does when it wakes."""
+
+    FIRE = "fire"  # the scheduled run is due (or the clock stepped past it): run it
+    RECOMPUTE = "recompute"  # the wall clock stepped, the run is not due: compute the next run afresh
+    SLEEP = "sleep"  # nothing changed: sleep on towards it
+
+
+def on_wake(next_run: datetime, now: datetime, *, stepped: bool) -> Wake:
+    """Due first: a clock stepped forward past the run still runs it (a phone's clock steps when NTP first
+    syncs, and the run it stepped over is owed); a step that leaves it ahead (backwards, or forwards but short
+    of it) has the next run computed again from the new time, so `next_run` is never left in the past or
+    years ahead."""
+    if now >= next_run - timedelta(seconds=EARLY_S):
+        return Wake.FIRE
+    return Wake.RECOMPUTE if stepped else Wake.SLEEP
+
+
+def sleep_s(next_run: datetime, now: datetime) -> float:
+    """How long to sleep towards `next_run`: until it, at most MAX_SLEEP_S (a step is noticed within that)."""
+    return min(max(0.0, (next_run - now).total_seconds()), MAX_SLEEP_S)
+
+
+def clock_stepped(wall_before: float, mono_before: float, wall_after: float, mono_after: float) -> bool:
+    """Whether the wall clock stepped between two readings of both clocks (seconds): the monotonic clock
+    never steps, so a difference in elapsed time is the step."""
+    return abs((wall_after - wall_before) - (mono_after - mono_before)) > STEP_TOLERANCE_S
