@@ -32,7 +32,9 @@ DEFAULTS: dict[str, Any] = {
              "ca_file": None, "client_cert": None, "client_key": None, "user_agent": None},
     "references": {"max_depth": 8, "max_files": 64},
     "hooks": {"changed": {}, "reboot": None},
+    "log": {"level": "info"},
 }
+LOG_LEVELS = ("debug", "info", "warning", "error")  # the daemon's log threshold (DESIGN §9); -v, -q override
 
 # Keys whose value is free-form (a mapping or a list of argv strings), checked by shape only.
 _FREE = {"hooks.changed", "hooks.reboot", "ntp.servers", "sip.listen", "http.ca_file", "http.client_cert",
@@ -111,6 +113,9 @@ def parse(text: str, *, source: str) -> Config:
     device = data["device"]
     if device["type"] not in MODELS:
         raise ConfigError(f"device.type must be one of {', '.join(MODELS)}, not {device['type']!r}", path=source)
+    if data["log"]["level"] not in LOG_LEVELS:
+        raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}, not {data['log']['level']!r}",
+                          path=source)
     return Config(data, source)
 
 
