@@ -25,14 +25,16 @@ from pathlib import Path
 from typing import cast
 from zoneinfo import ZoneInfo
 
-from provd import device, engine, hooks, sdnotify
-from provd.core import backoff, schedule
+from provd import __version__, device, engine, hooks, log, sdnotify
+from provd.core import backoff, floods, schedule
 from provd.core.checksync import Action, CheckSyncHandler, Decision
+from provd.core.urls import redact
 from provd.local import Settings
 from provd.model import Outcome, RunReport, Trigger
 
 CHECK_SYNC_INTERVAL_S = 10.0  # at most one check-sync run started per 10 s (DESIGN §7)
 Listener = Callable[[dict[str, object]], None]
+_log = log.get(__name__)
 
 
 @dataclass
@@ -94,6 +96,8 @@ class Daemon:
         self.last_reboot: str | None = None
         self.retry_at: datetime | None = None
         self.runs_started = 0
+        self._floods = floods.FloodLimiter()  # check-sync decisions: one line per second per sender
+        self._flood_timer: asyncio.TimerHandle | None = None
 
     # --- triggers ---------------------------------------------------------------------------------------
 
@@ -110,9 +114,12 @@ class Daemon:
                 pending.reboot = pending.reboot or request.reboot
                 pending.not_before = max(pending.not_before, request.not_before)
                 pending.listeners += request.listeners
+                _log.info("trigger %s: joins the queued run (triggers %s)", request.trigger.value,
+                          ", ".join(pending.triggers))
                 return pending
         self._queue.append(request)
         self._wake.set()
+        _log.info("trigger %s: %s queued%s", request.trigger.value, _what(request), _when(request))
         return request
 
     def stop(self) -> None:
@@ -132,6 +139,8 @@ class Daemon:
         server = await asyncio.start_unix_server(self._client, path=str(path))
         os.chmod(path, 0o660)
         sip_transport = await self._open_sip_listener()
+        _log.info("provd %s started: config %s, control socket %s, check-sync listener %s, pid %d", __version__,
+                  self.config.path or "(none: defaults)", path, self.config.get("sip.listen") or "off", os.getpid())
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._runner())
@@ -144,6 +153,7 @@ class Daemon:
                 self._notifier.send("READY=1", "STATUS=idle")
                 await self._stopping.wait()
                 self._notifier.send("STOPPING=1")
+                _log.info("stopping%s", ": the run in progress is cancelled" if self._running else "")
                 raise _Stop
         except* _Stop:
             pass
@@ -154,6 +164,9 @@ class Daemon:
                 sip_transport.close()
             path.unlink(missing_ok=True)
             self._cancel_retry()
+            if self._flood_timer is not None:
+                self._flood_timer.cancel()
+            _log.info("provd stopped")
 
     def _active(self) -> bool:
         return self.settings.provisioning_active()
@@ -189,8 +202,9 @@ class Daemon:
 
     async def _run(self, request: RunRequest) -> None:
         if request.reboot_only:  # in the queue like a run, so a reboot never cuts a run short
-            self.last_reboot = await asyncio.to_thread(hooks.run_reboot_hook, self.config) \
-                or "reboot ignored: hooks.reboot is unset"
+            done = await asyncio.to_thread(hooks.run_reboot_hook, self.config)
+            self.last_reboot = done or "reboot ignored: hooks.reboot is unset"
+            (_log.info if done == hooks.REBOOT_RAN else _log.warning)("check-sync reboot: %s", self.last_reboot)
             return
         loop = asyncio.get_running_loop()
         self._running = request
@@ -233,6 +247,9 @@ class Daemon:
                 delay = max(delay, report.retry_after_s)
             self._retry_task = asyncio.get_running_loop().create_task(self._retry(delay))
             self.retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+            _log.info("retry scheduled: attempt %d in %.1f s, at %s (run #%s failed%s)", self._retry_attempt,
+                      delay, self.retry_at.isoformat(timespec="seconds"), report.run,
+                      f"; the server asked for {report.retry_after_s:g} s" if report.retry_after_s else "")
         else:
             self._retry_attempt = 0
 
@@ -275,6 +292,7 @@ class Daemon:
         """Both doors (the UDP listener, `provd check-sync`) come here. Answer first, then act."""
         policy = self.settings.check_sync_policy()
         decision = self._checksync.handle(data, source=source, policy=policy, now=time.monotonic())
+        self._log_decision(decision, source)
         if decision.action is Action.NONE:
             return decision
         if decision.action is Action.REBOOT:
@@ -284,6 +302,32 @@ class Daemon:
         else:
             self.request(RunRequest(Trigger.CHECK_SYNC, url=decision.url, reboot=decision.reboot))
         return decision
+
+    def _log_decision(self, decision: Decision, source: tuple[str, int]) -> None:
+        """Every decision is logged, but a flood from one sender costs at most one line a second (the rest at
+        debug, and counted into a summary)."""
+        answer = f"answered {decision.status}" if decision.status is not None else "not answered"
+        line = f"check-sync from {source[0]}:{source[1]} (event {decision.event or '-'}): {answer}: {decision.reason}"
+        admission = self._floods.admit(source[0], time.monotonic())
+        if not admission.log:
+            _log.debug("%s", line)
+            self._arm_flood_timer()
+            return
+        if admission.suppressed:
+            line += f" ({admission.suppressed} more NOTIFYs from {admission.sender} suppressed)"
+        _log.info("%s", line)
+
+    def _arm_flood_timer(self) -> None:
+        due = self._floods.next_flush()
+        if self._flood_timer is None and due is not None:
+            loop = asyncio.get_running_loop()  # loop.time() is time.monotonic(), the limiter's clock
+            self._flood_timer = loop.call_at(due, self._flush_floods)
+
+    def _flush_floods(self) -> None:
+        self._flood_timer = None
+        for summary in self._floods.flush(time.monotonic()):
+            _log.info("%d more NOTIFYs from %s suppressed", summary.suppressed, summary.sender)
+        self._arm_flood_timer()
 
     async def _open_sip_listener(self) -> asyncio.DatagramTransport | None:
         listen = self.config.get("sip.listen")
@@ -323,6 +367,7 @@ class Daemon:
                 writer.write(json.dumps(obj).encode() + b"\n")
 
         command = message.get("cmd")
+        _log.debug("control socket: %s", command if isinstance(command, str) else "(no command)")
         if command == "status":
             send(self.status())
         elif command == "start":
@@ -365,6 +410,20 @@ class Daemon:
 
 class _Stop(Exception):
     pass
+
+
+def _what(request: RunRequest) -> str:
+    if request.reboot_only:
+        return "the reboot hook"
+    if request.restore is not None:
+        return "a restore of the check-sync body"
+    kind = "a dry run" if request.dry_run else "a run"
+    return f"{kind} from {redact(request.url)}" if request.url else kind
+
+
+def _when(request: RunRequest) -> str:
+    wait = request.not_before - time.monotonic()
+    return f", starts in {wait:.0f} s (at most one check-sync run per 10 s)" if wait > 0.5 else ""
 
 
 class _SipProtocol(asyncio.DatagramProtocol):
