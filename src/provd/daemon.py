@@ -114,8 +114,10 @@ class Daemon:
                 pending.reboot = pending.reboot or request.reboot
                 pending.not_before = max(pending.not_before, request.not_before)
                 pending.listeners += request.listeners
-                _log.info("trigger %s: joins the queued run (triggers %s)", request.trigger.value,
-                          ", ".join(pending.triggers))
+                # A NOTIFY flood joins one run packet by packet: its decision lines are already rate-limited.
+                level = log.DEBUG if request.trigger is Trigger.CHECK_SYNC else log.INFO
+                _log.log(level, "trigger %s: joins the queued run (triggers %s)", request.trigger.value,
+                         ", ".join(dict.fromkeys(pending.triggers)))
                 return pending
         self._queue.append(request)
         self._wake.set()
