@@ -70,10 +70,12 @@ class RunningDaemon:
 @contextmanager
 def running_daemon(provd: Provd, tmp_path: Path, *, watchdog_usec: int | None = None,
                    prefix: tuple[str, ...] = (), extra_env: dict[str, str] | None = None,
-                   tracebacks: int = 0) -> Iterator[RunningDaemon]:
+                   tracebacks: int = 0, options: tuple[str, ...] = ()) -> Iterator[RunningDaemon]:
     """The daemon as a subprocess; `prefix` runs it elsewhere (`ip netns exec NS`): the notify and control
     sockets are files, reachable from any network namespace. `tracebacks`: how many the daemon's log must
-    hold at the end (an unexpected error in a run is logged with its traceback, once)."""
+    hold at the end (an unexpected error in a run is logged with its traceback, once). `options` go before
+    the command (`-v`, `-q`). Its stdout and stderr go to `tmp_path/daemon.log` (opened for writing, so an
+    existing file keeps its inode: a test can name it in $JOURNAL_STREAM)."""
     address = str(tmp_path / "notify.sock")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(address)
@@ -81,8 +83,8 @@ def running_daemon(provd: Provd, tmp_path: Path, *, watchdog_usec: int | None = 
     if watchdog_usec:
         env["WATCHDOG_USEC"] = str(watchdog_usec)
     log = (tmp_path / "daemon.log").open("wb")
-    proc = subprocess.Popen([*prefix, sys.executable, "-m", "provd", "--config", str(provd.config), "run"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([*prefix, sys.executable, "-m", "provd", *options, "--config", str(provd.config), "run"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
     daemon = RunningDaemon(provd, proc, notify)
     try:
         daemon.wait_note("READY=1")

@@ -94,10 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = _Out(args.quiet, args.verbose)
+    # `provd run` speaks through its log (DESIGN §9); a one-shot command only with -v, beside its output.
+    logged = args.command == "run" or args.verbose
+    if logged:
+        from provd import log
+
+        log.setup(log.threshold(None, verbose=args.verbose, quiet=args.quiet))
     try:
         from provd import config
 
         cfg = config.load(args.config)
+        if logged:
+            log.set_level(log.threshold(cfg.get("log.level"), verbose=args.verbose, quiet=args.quiet))
         via_daemon = _VIA_DAEMON.get(args.command)
         if via_daemon is not None:  # the daemon does the work: no lxml, no store in this process
             code = via_daemon(cfg, args, out)
@@ -112,7 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             settings.close()
     except ProvdError as exc:
-        out.error(str(exc))
+        if args.command == "run":  # the daemon's last word goes to the journal with its priority
+            from provd import log
+
+            log.get("provd.cli").error("%s", exc)
+        else:
+            out.error(str(exc))
         return 1
     except KeyboardInterrupt:
         return 130

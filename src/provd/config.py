@@ -33,7 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "references": {"max_depth": 8, "max_files": 64},
     "hooks": {"changed": {}, "reboot": None},
     "control": {"allow_file_urls": False},
+    "log": {"level": "info"},
 }
+LOG_LEVELS = ("debug", "info", "warning", "error")  # the daemon's log threshold (DESIGN §9); -v, -q override
 
 # Keys whose value is free-form (a mapping or a list of argv strings), checked by shape only.
 _FREE = {"hooks.changed", "hooks.reboot", "ntp.servers", "sip.listen", "http.ca_file", "http.client_cert",
@@ -112,6 +114,9 @@ def parse(text: str, *, source: str) -> Config:
     device = data["device"]
     if device["type"] not in MODELS:
         raise ConfigError(f"device.type must be one of {', '.join(MODELS)}, not {device['type']!r}", path=source)
+    if data["log"]["level"] not in LOG_LEVELS:
+        raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}, not {data['log']['level']!r}",
+                          path=source)
     return Config(data, source)
 
 

@@ -18,7 +18,6 @@ import asyncio
 import base64
 import contextlib
 import fcntl
-import logging
 import os
 import random
 import re
@@ -32,16 +31,18 @@ from pathlib import Path
 from typing import cast
 from zoneinfo import ZoneInfo
 
-from provd import control, device, engine, hooks, sdnotify
-from provd.core import backoff, schedule
+from provd import __version__, control, device, engine, hooks, log, sdnotify
+from provd.core import backoff, floods, schedule
 from provd.core import control as protocol
 from provd.core.checksync import Action, CheckSyncHandler, Decision
+from provd.core.urls import redact
 from provd.errors import ConfigError, ControlError, ProvdError
 from provd.local import Settings, now_iso
 from provd.model import Outcome, RunReport, Trigger
 
 CHECK_SYNC_INTERVAL_S = 10.0  # at most one check-sync run started per 10 s (DESIGN §7)
 Listener = Callable[[dict[str, object]], None]
+_log = log.get(__name__)
 
 
 @dataclass
@@ -109,6 +110,8 @@ class Daemon:
         self._group: asyncio.TaskGroup | None = None
         self._line_limit = protocol.max_line_bytes(self.config.max_file_bytes)
         self._clients: dict[asyncio.StreamWriter, bool] = {}  # open connections, oldest first: still silent?
+        self._floods = floods.FloodLimiter()  # check-sync decisions: one line per second per sender
+        self._flood_timer: asyncio.TimerHandle | None = None
 
     # --- triggers ---------------------------------------------------------------------------------------
 
@@ -125,9 +128,14 @@ class Daemon:
                 pending.reboot = pending.reboot or request.reboot
                 pending.not_before = max(pending.not_before, request.not_before)
                 pending.listeners += request.listeners
+                # A NOTIFY flood joins one run packet by packet: its decision lines are already rate-limited.
+                level = log.DEBUG if request.trigger is Trigger.CHECK_SYNC else log.INFO
+                _log.log(level, "trigger %s: joins the queued run (triggers %s)", request.trigger.value,
+                         ", ".join(dict.fromkeys(pending.triggers)))
                 return pending
         self._queue.append(request)
         self._wake.set()
+        _log.info("trigger %s: %s queued%s", request.trigger.value, _what(request), _when(request))
         return request
 
     def stop(self) -> None:
@@ -152,7 +160,7 @@ class Daemon:
         try:
             marked = self.settings.store.mark_interrupted(now_iso())
             if marked:
-                logging.getLogger(__name__).warning("run %s was left running by an earlier provd: marked "
+                _log.warning("run %s was left running by an earlier provd: marked "
                                                     "interrupted", ", ".join(f"#{n}" for n in marked))
             path = control.socket_path(runtime)
             try:
@@ -173,6 +181,9 @@ class Daemon:
         sip_transport = None
         try:
             sip_transport = await self._open_sip_listener()
+            _log.info("provd %s started: config %s, control socket %s, check-sync listener %s, pid %d", __version__,
+                      self.config.path or "(none: defaults)", control.socket_path(self.config.runtime_dir),
+                      self.config.get("sip.listen") or "off", os.getpid())
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 group.create_task(self._runner())
@@ -185,6 +196,7 @@ class Daemon:
                 self._notifier.send("READY=1", "STATUS=idle")
                 await self._stopping.wait()
                 self._notifier.send("STOPPING=1")
+                _log.info("stopping%s", ": the run in progress is cancelled" if self._running else "")
                 raise _Stop
         except* _Stop:
             pass
@@ -195,6 +207,9 @@ class Daemon:
             if sip_transport is not None:
                 sip_transport.close()
             self._cancel_retry()
+            if self._flood_timer is not None:
+                self._flood_timer.cancel()
+            _log.info("provd stopped")
 
     def _active(self) -> bool:
         return self.settings.provisioning_active()
@@ -232,19 +247,20 @@ class Daemon:
         """One request from the queue. Whatever goes wrong in it stays in it: the service goes on."""
         try:
             if request.reboot_only:  # in the queue like a run, so a reboot never cuts a run short
-                self.last_reboot = await asyncio.to_thread(hooks.run_reboot_hook, self.config) \
-                    or "reboot ignored: hooks.reboot is unset"
+                done = await asyncio.to_thread(hooks.run_reboot_hook, self.config)
+                self.last_reboot = done or "reboot ignored: hooks.reboot is unset"
+                (_log.info if done == hooks.REBOOT_RAN else _log.warning)("check-sync reboot: %s", self.last_reboot)
             elif request.rollback is not None:
                 self._rollback(request, request.rollback)
             else:
                 await self._provision(request)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the service's boundary: a bug in one run must not end the daemon
+        except Exception as exc:  # noqa: BLE001 - the service's boundary: a bug in one run must not end the daemon
             if isinstance(exc, ProvdError):  # e.g. the store could not record the run (a full disk): said
-                logging.getLogger(__name__).error("run (%s) failed: %s", ", ".join(request.triggers), exc)
+                _log.error("run (%s) failed: %s", ", ".join(request.triggers), exc)
             else:
-                logging.getLogger(__name__).exception("unexpected error in a run (%s); the daemon keeps serving",
+                _log.exception("unexpected error in a run (%s); the daemon keeps serving",
                                                       ", ".join(request.triggers))
             report = self._record_failure(exc)
             _answer(request, {"event": "report", "report": report})
@@ -268,7 +284,7 @@ class Daemon:
                 self.settings.store.finish_run(int(str(run)), report)
                 report["run"] = run
         except ProvdError as again:  # e.g. still a full disk: the next start marks it interrupted
-            logging.getLogger(__name__).error("cannot record the failed run: %s", again)
+            _log.error("cannot record the failed run: %s", again)
         return report
 
     async def _provision(self, request: RunRequest) -> None:
@@ -339,6 +355,9 @@ class Daemon:
             if self._group is not None:  # in the TaskGroup: stopping the daemon cancels it with the rest
                 self._retry_task = self._group.create_task(self._retry(delay))
                 self.retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+                _log.info("retry scheduled: attempt %d in %.1f s, at %s (run #%s failed%s)", self._retry_attempt,
+                          delay, self.retry_at.isoformat(timespec="seconds"), report.run,
+                          f"; the server asked for {report.retry_after_s:g} s" if report.retry_after_s else "")
         else:
             self._retry_attempt = 0
 
@@ -392,6 +411,7 @@ class Daemon:
         """Both doors (the UDP listener, `provd check-sync`) come here. Answer first, then act."""
         policy = self.settings.check_sync_policy()
         decision = self._checksync.handle(data, source=source, policy=policy, now=time.monotonic())
+        self._log_decision(decision, source)
         if decision.action is Action.NONE:
             return decision
         if decision.action is Action.REBOOT:
@@ -401,6 +421,32 @@ class Daemon:
         else:
             self.request(RunRequest(Trigger.CHECK_SYNC, url=decision.url, reboot=decision.reboot))
         return decision
+
+    def _log_decision(self, decision: Decision, source: tuple[str, int]) -> None:
+        """Every decision is logged, but a flood from one sender costs at most one line a second (the rest at
+        debug, and counted into a summary)."""
+        answer = f"answered {decision.status}" if decision.status is not None else "not answered"
+        line = f"check-sync from {source[0]}:{source[1]} (event {decision.event or '-'}): {answer}: {decision.reason}"
+        admission = self._floods.admit(source[0], time.monotonic())
+        if not admission.log:
+            _log.debug("%s", line)
+            self._arm_flood_timer()
+            return
+        if admission.suppressed:
+            line += f" ({admission.suppressed} more NOTIFYs from {admission.sender} suppressed)"
+        _log.info("%s", line)
+
+    def _arm_flood_timer(self) -> None:
+        due = self._floods.next_flush()
+        if self._flood_timer is None and due is not None:
+            loop = asyncio.get_running_loop()  # loop.time() is time.monotonic(), the limiter's clock
+            self._flood_timer = loop.call_at(due, self._flush_floods)
+
+    def _flush_floods(self) -> None:
+        self._flood_timer = None
+        for summary in self._floods.flush(time.monotonic()):
+            _log.info("%d more NOTIFYs from %s suppressed", summary.suppressed, summary.sender)
+        self._arm_flood_timer()
 
     async def _open_sip_listener(self) -> asyncio.DatagramTransport | None:
         listen = self.config.get("sip.listen")
@@ -457,8 +503,8 @@ class Daemon:
                 await self._command(request, writer)
             except (ConnectionError, asyncio.CancelledError, TimeoutError):
                 raise
-            except Exception as exc:  # e.g. the store unreadable for status: answered, and the daemon serves on
-                logging.getLogger(__name__).exception("unexpected error answering %s", request.cmd)
+            except Exception as exc:  # noqa: BLE001 - e.g. the store unreadable for status: answered, and the daemon serves on
+                _log.exception("unexpected error answering %s", request.cmd)
                 await _reply(writer, protocol.error(str(exc) if isinstance(exc, ProvdError) else
                                                     f"internal error: {type(exc).__name__}"))
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
@@ -488,6 +534,7 @@ class Daemon:
             if not writer.is_closing():
                 writer.write(protocol.encode(obj))
 
+        _log.debug("control socket: %s", request.cmd)
         if request.cmd == "status":
             send(self.status())
         elif request.cmd == "check-sync":
@@ -582,6 +629,20 @@ def _take_lock(runtime: Path) -> int:
     return fd
 
 
+def _what(request: RunRequest) -> str:
+    if request.reboot_only:
+        return "the reboot hook"
+    if request.restore is not None:
+        return "a restore of the check-sync body"
+    kind = "a dry run" if request.dry_run else "a run"
+    return f"{kind} from {redact(request.url)}" if request.url else kind
+
+
+def _when(request: RunRequest) -> str:
+    wait = request.not_before - time.monotonic()
+    return f", starts in {wait:.0f} s (at most one check-sync run per 10 s)" if wait > 0.5 else ""
+
+
 class _SipProtocol(asyncio.DatagramProtocol):
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
@@ -594,8 +655,8 @@ class _SipProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         try:
             decision = self._daemon.check_sync(data, (str(addr[0]), int(addr[1])))
-        except Exception:  # asyncio would close the listener for good: one bad datagram must not deafen it
-            logging.getLogger(__name__).exception("unexpected error handling a datagram from %s", addr[0])
+        except Exception:  # noqa: BLE001 - asyncio would close the listener for good: one bad datagram must not deafen it
+            _log.exception("unexpected error handling a datagram from %s", addr[0])
             return
         if decision.response is not None and self._transport is not None:
             self._transport.sendto(decision.response, addr)

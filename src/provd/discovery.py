@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from provd import BUILD_DATE, __version__, dhcp_inform, netif, ntp, pnp, redirect
+from provd import BUILD_DATE, __version__, dhcp_inform, log, netif, ntp, pnp, redirect
 from provd.config import Config
 from provd.core import clock, dhcp, markers
 from provd.core.urls import redact
@@ -28,6 +28,7 @@ from provd.http import HttpClient
 from provd.model import Device, Switches
 
 Progress = Callable[[str], None]
+_log = log.get(__name__)
 
 # The fixed order (DESIGN §1): a stage's sources run concurrently, the first URL found ends discovery.
 SEQUENCE: tuple[tuple[str, ...], ...] = (("dhcp",), ("redirect", "multicast"), ("configured",))
@@ -98,6 +99,7 @@ async def wait_for_preconditions(ctx: Context, *, deadline: float | None = None,
     while required:
         verdict = await _check_clock(ctx)
         if verdict.valid:
+            _log.debug("time valid: %s", verdict.reason)
             ctx.progress(f"time valid: {verdict.reason}")
             return
         attempt = await _wait(ctx, f"time not valid: {verdict.reason}", attempt, deadline)
@@ -108,6 +110,8 @@ async def _wait(ctx: Context, why: str, attempt: int, deadline: float | None) ->
     delay = clock.precondition_delay(attempt)
     if deadline is not None and time.monotonic() + delay > deadline:
         raise PreconditionsNotMet(f"waiting: {why}")
+    # What the run waits for, once at info; while it keeps waiting (up to every 15 s) only at debug.
+    _log.log(log.INFO if attempt == 1 else log.DEBUG, "waiting %g s: %s", delay, why)
     ctx.progress(f"waiting {delay:g} s: {why}")
     await asyncio.sleep(delay)
     return attempt
@@ -129,6 +133,7 @@ async def _ask_dhcp(ctx: Context) -> None:
     except dhcp_inform.DhcpUnavailable as exc:
         ctx.dhcp_failed = True
         ctx.dhcp_detail = str(exc)
+    _log.debug("dhcp: %s", ctx.dhcp_detail)
     ctx.progress(f"dhcp: {ctx.dhcp_detail}")
 
 
@@ -229,14 +234,23 @@ async def discover(ctx: Context, *, sources: dict[str, Source] | None = None,
     result = Discovery(None, ())
     for stage in sequence:
         if result.source is not None:
-            result.attempts += [Attempt(s, "skipped", f"{result.source} found a URL first") for s in stage]
+            skipped = [Attempt(s, "skipped", f"{result.source} found a URL first") for s in stage]
+            result.attempts += skipped
+            for attempt in skipped:
+                _log_attempt(attempt)
             continue
         for attempt in await _run_stage(ctx, stage, sources):
             result.attempts.append(attempt)
+            _log_attempt(attempt)
             ctx.progress(f"{attempt.source}: {attempt.result}: {attempt.detail}")
             if attempt.result == "found" and result.source is None:
                 result.source, result.candidates = attempt.source, attempt.candidates
     return result
+
+
+def _log_attempt(attempt: Attempt) -> None:
+    url = f" ({redact(attempt.url)})" if attempt.url else ""
+    _log.info("discovery: %s %s: %s%s", attempt.source, attempt.result, attempt.detail, url)
 
 
 async def _run_stage(ctx: Context, stage: tuple[str, ...], sources: dict[str, Source]) -> list[Attempt]:

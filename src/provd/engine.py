@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from provd import __version__, device, discovery, hooks
+from provd import __version__, device, discovery, hooks, log
 from provd.cache import HttpCache
 from provd.config import Config
 from provd.core.documents import Document, DocumentKind, parse_document
@@ -25,10 +25,12 @@ from provd.errors import (
     ProvdError,
     RefusedDocument,
 )
-from provd.fetch import ChainFetcher, Limits
+from provd.fetch import ChainFetcher, FetchedFile, Limits
 from provd.http import HttpClient, HttpSettings
 from provd.local import Progress, Settings, now_iso
 from provd.model import Device, Outcome, RunReport
+
+_log = log.get(__name__)
 
 
 def http_settings(config: Config, user_agent: str) -> HttpSettings:
@@ -67,6 +69,8 @@ async def run(settings: Settings, *, trigger: str, url: str | None = None, resto
     report = RunReport(trigger=trigger, started=now_iso(), dry_run=dry_run)
     store = settings.store
     report.run = store.begin_run(report.trigger, report.started)
+    origin = "check-sync body" if restore is not None else redact(url) if url is not None else "discovery"
+    _log.info("run #%s started: trigger %s, url %s%s", report.run, trigger, origin, " (dry run)" if dry_run else "")
     try:
         if restore is not None:
             report.source = "explicit"
@@ -113,16 +117,45 @@ async def run(settings: Settings, *, trigger: str, url: str | None = None, resto
         committed = f"generation {report.generation} was committed before" if report.generation else \
             "nothing was committed"
         report.errors.append(f"cancelled: provd stopped during the run; {committed}")
-        _finish(settings, report)
+        _finish(settings, report, cancelled=True)
         raise
     return _finish(settings, report)
 
 
-def _finish(settings: Settings, report: RunReport) -> RunReport:
+def _finish(settings: Settings, report: RunReport, *, cancelled: bool = False) -> RunReport:
     report.finished = now_iso()
     assert report.run is not None
     settings.store.finish_run(report.run, report.to_json())
+    _log_outcome(report, cancelled=cancelled)
     return report
+
+
+def _log_outcome(report: RunReport, *, cancelled: bool) -> None:
+    """The outcome line an administrator looks for (DESIGN §9), then the report's warnings and errors as
+    the CLI prints them (a hook that failed is one of the warnings)."""
+    errors = list(report.errors)
+    run = f"run #{report.run}"
+    changed = ", ".join(report.sections_changed)
+    if cancelled:
+        _log.warning("%s %s", run, "; ".join(errors))
+        errors = []
+    elif report.outcome is Outcome.FAILED:
+        _log.error("%s failed: %s", run, "; ".join(errors) or "no reason recorded")
+        errors = []
+    elif report.outcome is Outcome.WAITING:
+        _log.info("%s waiting: %s", run, "; ".join(errors))
+        errors = []
+    elif report.dry_run:
+        _log.info("%s dry run: %s; nothing committed", run,
+                  f"would change {changed}" if changed else "nothing would change")
+    elif report.generation is not None:
+        _log.info("%s applied: generation %d, sections %s", run, report.generation, changed)
+    else:
+        _log.info("%s unchanged: nothing to commit", run)
+    for warning in report.warnings:
+        _log.warning("%s: %s", run, warning)
+    for error in errors:  # a section rejected while the others were applied
+        _log.error("%s: %s", run, error)
 
 
 async def _after_commit(settings: Settings, report: RunReport, reboot: bool) -> None:
@@ -146,6 +179,7 @@ async def _fetch(settings: Settings, client: HttpClient, dev: Device, candidates
         try:
             files = await fetcher.fetch(candidate)
         except (FetchConnectionError, FetchTLSError, FetchTimeout) as exc:
+            _log_files(report, fetcher.files)
             first_failed = len(fetcher.files) == 1
             if first_failed and index + 1 < len(candidates):
                 report.warnings.append(f"{exc}; trying {redact(candidates[index + 1])}")
@@ -153,8 +187,23 @@ async def _fetch(settings: Settings, client: HttpClient, dev: Device, candidates
             report.files = [f.to_json() for f in fetcher.files]
             raise
         except ProvdError:
+            _log_files(report, fetcher.files)
             report.files = [f.to_json() for f in fetcher.files]  # as far as it got
             raise
+        _log_files(report, files)
         report.files = [f.to_json() for f in files]  # document order: the order they were applied in
         return [f.document for f in files if f.document and f.document.kind is not DocumentKind.REFERENCE]
     raise DiscoveryError("no candidate URL")
+
+
+def _log_files(report: RunReport, files: list[FetchedFile]) -> None:
+    """One line per file touched (its URL already redacted): status, bytes, cached, or why it failed."""
+    for f in files:
+        if f.error is not None:  # the error names the URL too: say it once
+            _log.info("run #%s file %s: failed: %s", report.run, f.url, f.error.removeprefix(f"{f.url}: "))
+        elif f.document is None:
+            _log.info("run #%s file %s: not completed (another file failed first)", report.run, f.url)
+        else:
+            _log.info("run #%s file %s: status %s, %d bytes, cached %s, %s", report.run, f.url,
+                      f.status if f.status is not None else "local", f.size, "yes" if f.cached else "no",
+                      f.document.kind.value)

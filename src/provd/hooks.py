@@ -15,6 +15,7 @@ import subprocess
 from provd.config import Config
 
 HOOK_TIMEOUT_S = 60.0
+REBOOT_RAN = "reboot hook ran"  # run_reboot_hook's answer when the hook exited 0
 
 
 def changed_commands(config: Config, sections: list[str]) -> dict[tuple[str, ...], list[str]]:
@@ -46,7 +47,7 @@ def run_reboot_hook(config: Config) -> str | None:
     if not argv:
         return None
     problem = run_command([str(a) for a in argv], {})
-    return f"reboot hook: {problem}" if problem else "reboot hook ran"
+    return f"reboot hook: {problem}" if problem else REBOOT_RAN
 
 
 def run_command(argv: list[str], extra_env: dict[str, str]) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from provd.core import sip
@@ -52,6 +52,7 @@ class Decision:
     body: bytes | None = None
     reboot: bool = False  # after the action, run the reboot hook (when configured)
     retransmission: bool = False
+    event: str | None = None  # the Event header's package, for the log line (DESIGN §9)
 
 
 def allowed(source_ip: str, allowlist: tuple[str, ...]) -> bool:
@@ -91,8 +92,9 @@ class CheckSyncHandler:
         if cached is not None:
             previous = cached[1]
             return Decision(previous.status, Action.NONE, "retransmission: same answer, nothing new started",
-                            previous.response, retransmission=True)
-        decision = self._decide(message, source[0], policy)
+                            previous.response, retransmission=True, event=previous.event)
+        event = sip.event(message)
+        decision = replace(self._decide(message, source[0], policy), event=event.package if event else None)
         self._answered[key] = (now, decision)
         while len(self._answered) > CACHE_ENTRIES:
             self._answered.popitem(last=False)
