@@ -84,3 +84,9 @@ def test_parse_execution() -> None:
     values = {"mondays": "true", "tuesdays": "false", "sundays": "1", "time": " 7:05 ", "useRandomDelay": "true",
               "minimalRandomDelay": "10", "maximalRandomDelay": "x"}
     assert parse_execution(values) == Execution(frozenset({0, 6}), "7:05", True, 10, 3600)
+
+
+@pytest.mark.parametrize("value", ["\u2460", "\u0661\u0660", "\u00b2", "-5", " "])
+def test_parse_execution_delay_is_ascii_digits(value: str) -> None:
+    """A value that is not ASCII digits takes the default (int("①") raises although "①".isdigit())."""
+    assert parse_execution({"maximalRandomDelay": value}).max_delay_s == 3600

@@ -176,6 +176,8 @@ def test_backoff_full_jitter(attempt: int, draw: float, expected: float) -> None
     ("Sun, 29 Nov 2026 10:00:30 GMT", None, None),
     ("soon", "Sun, 29 Nov 2026 10:00:00 GMT", None),
     (None, None, None),
+    ("\u00b2", None, None),  # latin-1 0xB2 in a header: isdigit() is True, float() raises
+    ("\u0661\u0660", None, None),
 ])
 def test_retry_after(value: str | None, date: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, date) == expected
