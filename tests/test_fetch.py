@@ -5,6 +5,7 @@ middle of a chain, each leaving the store byte-identical."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from .conftest import Provd
+from .daemonhelp import running_daemon
 from .peers.http import HttpPeers, Served
 
 MAC = "00:09:52:00:00:0E"
@@ -364,4 +366,36 @@ def test_unencodable_url_is_a_clear_error(phone: Provd) -> None:
     assert "not a valid URL" in result.stderr and "\\udcff" in result.stderr
     report = start(phone, "http://127.0.0.1:1/\udcff", check=1)
     assert report["files"] == [] and report["retryable"] is False
+    assert phone.backup() == before
+
+
+def control(sock_path: Path, request: dict[str, Any], timeout: float = 20.0) -> dict[str, Any]:
+    """One control-socket request; the final `report` event (json.dumps writes a lone surrogate as \\ud800)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(sock_path))
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        stream = sock.makefile("rb")
+        for line in stream:
+            event: dict[str, Any] = json.loads(line)
+            if event.get("event") == "report":
+                report: dict[str, Any] = event["report"]
+                return report
+    raise AssertionError("the daemon closed the connection without a report")
+
+
+def test_daemon_start_with_a_lone_surrogate_url_fails_the_run_only(tmp_path: Path, http_peers: HttpPeers) -> None:
+    """Fuzzing found `{"cmd": "start", "url": "\\ud800"}` killing `provd run` (UnicodeEncodeError in the HTTP
+    cache's key): now the URL is refused before any I/O, the run is recorded as failed, the daemon serves on."""
+    phone = make_provd(tmp_path, http_peers)
+    settings = tmp_path / "inactive.xml"
+    settings.write_text("<provisioning><active>false</active></provisioning>")
+    phone.run("apply", str(settings), check=0)
+    before = phone.backup()
+    with running_daemon(phone, tmp_path) as daemon:
+        report = control(tmp_path / "run" / "provd.sock", {"cmd": "start", "url": "http://127.0.0.1:1/\ud800"})
+        assert report["outcome"] == "failed"
+        assert "not a valid URL" in report["errors"][0]
+        assert daemon.proc.poll() is None
+        assert daemon.status()["state"] == "idle"
     assert phone.backup() == before
