@@ -399,3 +399,11 @@ def test_daemon_start_with_a_lone_surrogate_url_fails_the_run_only(tmp_path: Pat
         assert daemon.proc.poll() is None
         assert daemon.status()["state"] == "idle"
     assert phone.backup() == before
+
+
+def test_failure_after_a_redirect_names_both_urls(phone: Provd, served: Served, http_peers: HttpPeers) -> None:
+    asked = goto(http_peers.http_url, served.http_url + "gone.xml")
+    report = start(phone, asked, check=1)
+    (error,) = report["errors"]
+    assert error.startswith(asked + ": HTTP 404") and f"from {served.http_url}gone.xml, after redirects" in error
+    assert report["files"][0]["url"] == asked  # a file that failed has no final URL to show

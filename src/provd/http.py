@@ -218,23 +218,23 @@ class HttpClient:
     async def _body(self, resp: httpx.Response, url: str, shown: str, conditional: bool,
                     budget: RunBudget) -> HttpResponse:
         cap = self._settings.max_file_bytes
-        if redact(url) != shown:  # after redirects: say where the answer came from
-            shown = f"{shown} (redirected to {redact(url)})"
+        # After redirects the message says where the answer came from; `url` stays the file asked for.
+        via = f" (from {redact(url)}, after redirects)" if redact(url) != shown else ""
         if resp.status_code == 304 and conditional:
             await resp.aread()  # read to the end, or the pool drops the HTTP/1.1 connection
             return HttpResponse(url, 304, b"", resp.headers.get("etag"), resp.headers.get("last-modified"))
         if resp.status_code != 200:
-            raise FetchStatusError(one_line(f"HTTP {resp.status_code} {resp.reason_phrase}").rstrip(), url=shown,
-                                   status=resp.status_code, retry_after=_retry_after(resp))
+            raise FetchStatusError(one_line(f"HTTP {resp.status_code} {resp.reason_phrase}").rstrip() + via,
+                                   url=shown, status=resp.status_code, retry_after=_retry_after(resp))
         declared = resp.headers.get("content-length")  # h11/h2 themselves refuse a truncated body
         if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > cap:
-            raise FetchTooLarge(f"file is {declared} bytes, over http.max_file_bytes ({cap})", url=shown)
+            raise FetchTooLarge(f"file is {declared} bytes, over http.max_file_bytes ({cap}){via}", url=shown)
         chunks = []
         size = 0
         async for chunk in resp.aiter_bytes():  # decoded: the cap holds for a gzip bomb too
             size += len(chunk)
             if size > cap:
-                raise FetchTooLarge(f"file is over http.max_file_bytes ({cap})", url=shown)
+                raise FetchTooLarge(f"file is over http.max_file_bytes ({cap}){via}", url=shown)
             budget.take(len(chunk), url=shown)
             chunks.append(chunk)
         return HttpResponse(url, 200, b"".join(chunks), resp.headers.get("etag"),

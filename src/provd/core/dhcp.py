@@ -176,7 +176,7 @@ def parse_dhclient_lease(text: str) -> DhcpAnswer | None:
         except ValueError:
             return value.encode()
 
-    # Not hex (a hand-edited file, "٣" digits): the raw text, which option 43's decoder then reports as
+    # Not hex (a hand-edited file, Arabic-Indic digits): the raw text, which option 43's decoder then reports as
     # broken, rather than a ValueError out of discovery.
     opt43 = string("vendor-encapsulated-options")
     ntp = tuple(s.strip() for s in values.get("ntp-servers", "").split(",") if s.strip())
