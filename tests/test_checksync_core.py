@@ -18,12 +18,12 @@ OPEN = Policy(active=True, allowlist=("192.0.2.10", "198.51.100.0/24"))
 
 
 def notify(event: str = "check-sync", body: bytes = b"", *, cseq: str = "1 NOTIFY", branch: str = "z9hG4bK1",
-           method: str = "NOTIFY", length: bool = True) -> bytes:
-    head = (f"{method} sip:201@10.0.0.50 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\r\n"
+           method: str = "NOTIFY", length: bool | str = True, uri: str = "sip:201@10.0.0.50") -> bytes:
+    head = (f"{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\r\n"
             f"From: <sip:pbx@192.0.2.10>\r\nTo: <sip:201@10.0.0.50>\r\nCall-ID: cs1\r\nCSeq: {cseq}\r\n"
             f"Event: {event}\r\n")
     if length:
-        head += f"Content-Length: {len(body)}\r\n"
+        head += f"Content-Length: {len(body) if length is True else length}\r\n"
     return head.encode() + b"\r\n" + body
 
 
@@ -64,6 +64,12 @@ NOTIFY_SYNC = b"<notifySync><checkSync><url>https://prov/x.xml</url><dataAvailab
     pytest.param(notify("dialog"), (489, Action.NONE, None), id="unknown-event"),
     pytest.param(notify(method="OPTIONS", cseq="1 OPTIONS"), (405, Action.NONE, None), id="options"),
     pytest.param(notify(cseq="1 INVITE"), (400, Action.NONE, None), id="cseq-mismatch"),
+    pytest.param(notify(length="\u2460"), (400, Action.NONE, None), id="content-length-circled-one"),
+    pytest.param(notify(length="\u0661", body=b" "), (400, Action.NONE, None), id="content-length-arabic-one"),
+    pytest.param(notify(uri="*"), (400, Action.NONE, None), id="request-uri-asterisk"),
+    pytest.param(notify(uri="http://192.0.2.10/"), (400, Action.NONE, None), id="request-uri-http"),
+    pytest.param(notify(uri="tel:+4930123"), (200, Action.RUN, None), id="request-uri-tel"),
+    pytest.param(notify(uri="sips:201@phone.example;transport=tls"), (200, Action.RUN, None), id="request-uri-sips"),
     pytest.param(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n", (None, Action.NONE, None), id="response-not-answered"),
     pytest.param(b"\x00garbage", (None, Action.NONE, None), id="garbage-not-answered"),
 ])

@@ -104,3 +104,23 @@ def test_dhclient_lease_last_wins_hex_not_padded() -> None:
 
 def test_dhclient_lease_empty() -> None:
     assert parse_dhclient_lease("# nothing\n") is None
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param("42:\u0663", id="arabic-indic-digit"),  # int("٣", 16) == 3
+    pytest.param("42: 4", id="inner-space"),
+    pytest.param("0x42", id="0x-prefix"),
+    pytest.param("142", id="three-digits"),
+    pytest.param("zz", id="not-hex"),
+])
+def test_hex_bytes_are_ascii_hex(text: str) -> None:
+    with pytest.raises(ValueError, match="hex"):
+        parse_hex_bytes(text)
+
+
+def test_dhclient_lease_with_broken_option43_is_read() -> None:
+    """A vendor-encapsulated-options value that is not hex is kept as text, like the other options (it
+    names no 0x42/0x43, so 66/67 win), instead of a ValueError out of discovery."""
+    answer = parse_dhclient_lease(LEASE.replace("42:17:68", "42:\u0661\u0667:68"))
+    assert answer is not None and answer.option43 is not None
+    assert url_from_answer(answer).candidates == ("http://10.123.0.1:8080/prov/{mac}.xml",)

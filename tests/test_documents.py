@@ -73,3 +73,31 @@ def test_error_carries_line(catalog: Catalog) -> None:
     with pytest.raises(MalformedDocument) as info:
         parse(catalog, b"<keys>\n<a>\n</b></keys>")
     assert info.value.line == 3
+
+
+@pytest.mark.parametrize("codec", ["zlib", "zlib_codec", "rot13", "rot_13", "base64", "hex", "bz2", "uu", "quopri",
+                                   "punycode", "idna", "unicode_escape", "raw_unicode_escape", "undefined"])
+def test_codec_that_is_no_character_set_is_an_unknown_encoding(catalog: Catalog, codec: str) -> None:
+    """Python knows these names, but as transforms, not character sets (`bytes.decode("zlib")` raises
+    LookupError): DESIGN §4's unknown encoding, read as UTF-8 with a warning naming it."""
+    kind, warnings = parse(catalog, f'<?xml version="1.0" encoding="{codec}"?>\n<keys label="ü"/>'.encode())
+    assert kind is DocumentKind.PATCH
+    assert len(warnings) == 1 and repr(codec) in warnings[0]
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "UTF-32"])
+def test_wide_encoding_declared_on_ascii_bytes_is_refused(catalog: Catalog, codec: str) -> None:
+    with pytest.raises(MalformedDocument):
+        parse(catalog, f'<?xml version="1.0" encoding="{codec}"?>\n<keys/>'.encode())
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(b"<keys>\n<a>x\x00y</a></keys>", id="nul-byte"),
+    pytest.param(b"<keys>\n<a>&#0;</a></keys>", id="char-ref-nul"),
+    pytest.param(b"<keys>\x01</keys>", id="control-char"),
+])
+def test_libxml2_diagnostics_are_one_line(catalog: Catalog, data: bytes) -> None:
+    """libxml2 says `Char 0x0 out of allowed range\\n, line 2, column 9`: the error stays one line."""
+    with pytest.raises(MalformedDocument) as info:
+        parse(catalog, data)
+    assert "\n" not in str(info.value) and "\n" not in info.value.message

@@ -5,13 +5,16 @@ middle of a chain, each leaving the store byte-identical."""
 from __future__ import annotations
 
 import json
+import socket
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .conftest import Provd
+from .daemonhelp import running_daemon
 from .peers.http import HttpPeers, Served
 
 MAC = "00:09:52:00:00:0E"
@@ -107,6 +110,10 @@ def test_same_file_twice_is_not_a_loop(phone: Provd, served: Served) -> None:
     pytest.param({"top.xml": reference("file:///etc/passwd")}, "local file", id="remote-to-local-file"),
     pytest.param({"top.xml": reference("ftp://127.0.0.1/a.xml")}, "scheme", id="ftp-scheme"),
     pytest.param({"top.xml": "<referencedSettings/>"}, "top.xml", id="empty-reference"),
+    pytest.param({"top.xml": reference("http://xn--/a.xml")}, "not a valid URL", id="host-idna-refuses"),
+    pytest.param({"top.xml": reference("http://a&#x200d;b/a.xml")}, "not a valid URL", id="host-zero-width-joiner"),
+    pytest.param({"top.xml": reference("http://ex ample/a.xml")}, "not a valid URL", id="host-with-space"),
+    pytest.param({"top.xml": reference("http://127.0.0.1/&#x85;a.xml")}, "not a valid URL", id="c1-control"),
 ])
 def test_chain_failures_commit_nothing(phone: Provd, served: Served, files: dict[str, str], needle: str) -> None:
     for name, text in files.items():
@@ -253,3 +260,150 @@ def test_siblings_fetched_concurrently_applied_in_order(phone: Provd, served: Se
     elapsed = time.monotonic() - started
     assert [f["url"] for f in report["files"][1:]] == slow
     assert elapsed < 8 * 0.4  # one by one would take 3.2 s; four at a time about 0.8 s
+
+
+def goto(origin: str, target: str) -> str:
+    """A URL on `origin` (an nginx port) that answers 302 to `target`."""
+    return f"{origin}/goto?to={target}"
+
+
+def test_https_to_http_redirect_is_refused(phone: Provd, served: Served, http_peers: HttpPeers) -> None:
+    served.write("down.xml", key(1, "downgraded"))
+    before = phone.backup()
+    plain = served.http_url + "down.xml"
+    report = start(phone, goto(http_peers.https_url, plain), check=1)
+    assert report["outcome"] == "failed"
+    assert report["retryable"] is False
+    (error,) = report["errors"]
+    assert goto(http_peers.https_url, plain) in error and f"redirected to {plain}" in error
+    assert phone.backup() == before
+    http_peers.wait_for_log(lambda e: e.uri.startswith("/goto") and served.path.name in e.uri)
+    assert not [e for e in http_peers.access_log() if e.uri == f"/{served.path.name}/down.xml"]
+
+
+def test_report_names_the_final_url_of_a_redirect_chain(phone: Provd, served: Served, http_peers: HttpPeers) -> None:
+    hops = start(phone, f"{http_peers.http_url}/hops/3", check=0)
+    assert [(f["url"], f["requested"]) for f in hops["files"]] == [
+        (f"{http_peers.http_url}/hops/0", f"{http_peers.http_url}/hops/3")]
+    # An upgrade to HTTPS is followed; the entries resolve against where the reference file really was.
+    served.write("sub/top.xml", reference("a.xml"))
+    served.write("sub/a.xml", key(1, "final"))
+    report = start(phone, goto(http_peers.http_url, served.https_url + "sub/top.xml"), check=0)
+    assert [f["url"] for f in report["files"]] == [served.https_url + "sub/top.xml", served.https_url + "sub/a.xml"]
+    assert "requested" not in report["files"][1]
+    assert labels(phone) == ["final"]
+
+
+def with_userinfo(url: str, user: str, password: str) -> str:
+    return url.replace("://", f"://{user}:{password}@", 1)
+
+
+@pytest.mark.parametrize("scheme", ["basic", "digest"])
+def test_protected_reference_tree_applies(phone: Provd, served: Served, http_peers: HttpPeers, scheme: str) -> None:
+    """The reference file's credentials go to its relative entries (RFC 3986 §5.2.2 keeps the authority), to
+    absolute entries on the same origin, and along a redirect that stays on it (nginx's /redirect/1)."""
+    base = served.basic_url if scheme == "basic" else served.digest_url
+    origin = base.split("/" + served.path.name)[0]
+    entries = ["a.xml", f"/{served.path.name}/b.xml", base + "c.xml"]
+    if scheme == "basic":
+        entries.append(f"{origin}/redirect/1")
+    served.write("top.xml", reference(*entries))
+    for number, name in enumerate("abc", start=1):
+        served.write(f"{name}.xml", key(number, name))
+    password = http_peers.basic_password
+    report = start(phone, with_userinfo(base, http_peers.basic_user, password) + "top.xml", check=0)
+    assert report["outcome"] == "applied", report["errors"]
+    assert labels(phone) == ["a", "b", "c"]
+    assert password not in json.dumps(report)
+    assert report["files"][1]["url"] == f"{origin.replace('://', f'://{http_peers.basic_user}:***@')}" \
+        f"/{served.path.name}/a.xml"
+    if scheme == "basic":
+        logged = http_peers.wait_for_log(lambda e: e.status == 200 and e.remote_user == http_peers.basic_user
+                                         and (served.path.name in e.uri or e.uri == "/hello.xml"), count=5)
+        assert {e.uri.rsplit("/", 1)[-1] for e in logged} >= {"top.xml", "a.xml", "b.xml", "c.xml", "hello.xml"}
+
+
+def fault_requests(peers: HttpPeers, marker: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(peers.fault_url + "/requests", timeout=5) as answer:
+        seen: list[dict[str, Any]] = json.load(answer)
+    return [r for r in seen if marker in r["path"]]
+
+
+@pytest.mark.parametrize("way", ["sibling", "redirect", "other-scheme"])
+def test_credentials_never_go_to_another_origin(phone: Provd, served: Served, http_peers: HttpPeers,
+                                                way: str) -> None:
+    """The fault server on another port asks for credentials (401 Basic): provd has none for it, so it
+    sends none — for an absolute entry, for a redirect leaving the origin, for the same host over HTTPS."""
+    challenge = served.fault_url + f"{way}/challenge"
+    if way == "sibling":
+        entry = challenge
+    elif way == "redirect":
+        entry = goto(http_peers.basic_url, challenge)
+    else:
+        entry = served.https_url + "pub.xml"
+        served.write("pub.xml", key(1, "public"))
+    served.write("top.xml", reference(entry))
+    url = with_userinfo(served.basic_url, http_peers.basic_user, http_peers.basic_password) + "top.xml"
+    report = start(phone, url, check=None)
+    if way == "other-scheme":
+        assert report["outcome"] == "applied"
+        logged = http_peers.wait_for_log(lambda e: e.uri.endswith(served.path.name + "/pub.xml"))
+        assert [e.remote_user for e in logged] == [""]
+        return
+    assert report["outcome"] == "failed"
+    assert "401" in report["errors"][0]
+    seen = fault_requests(http_peers, f"{way}/challenge")
+    assert len(seen) == 1
+    assert "authorization" not in seen[0]["headers"]
+
+
+def test_unencodable_url_is_a_clear_error(phone: Provd) -> None:
+    """A lone surrogate (here from an undecodable argv byte, as `\\ud800` from the control socket) is no URL:
+    one error line, the run recorded as failed, nothing committed (it died in the HTTP cache's key)."""
+    before = phone.backup()
+    result = phone.run("start", "--url", "http://127.0.0.1:1/a\udcff.xml", check=1)
+    assert result.stderr.count("\n") == 1 and "provd: error:" in result.stderr
+    assert "not a valid URL" in result.stderr and "\\udcff" in result.stderr
+    report = start(phone, "http://127.0.0.1:1/\udcff", check=1)
+    assert report["files"] == [] and report["retryable"] is False
+    assert phone.backup() == before
+
+
+def control(sock_path: Path, request: dict[str, Any], timeout: float = 20.0) -> dict[str, Any]:
+    """One control-socket request; the final `report` event (json.dumps writes a lone surrogate as \\ud800)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(sock_path))
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        stream = sock.makefile("rb")
+        for line in stream:
+            event: dict[str, Any] = json.loads(line)
+            if event.get("event") == "report":
+                report: dict[str, Any] = event["report"]
+                return report
+    raise AssertionError("the daemon closed the connection without a report")
+
+
+def test_daemon_start_with_a_lone_surrogate_url_fails_the_run_only(tmp_path: Path, http_peers: HttpPeers) -> None:
+    """Fuzzing found `{"cmd": "start", "url": "\\ud800"}` killing `provd run` (UnicodeEncodeError in the HTTP
+    cache's key): now the URL is refused before any I/O, the run is recorded as failed, the daemon serves on."""
+    phone = make_provd(tmp_path, http_peers)
+    settings = tmp_path / "inactive.xml"
+    settings.write_text("<provisioning><active>false</active></provisioning>")
+    phone.run("apply", str(settings), check=0)
+    before = phone.backup()
+    with running_daemon(phone, tmp_path) as daemon:
+        report = control(tmp_path / "run" / "provd.sock", {"cmd": "start", "url": "http://127.0.0.1:1/\ud800"})
+        assert report["outcome"] == "failed"
+        assert "not a valid URL" in report["errors"][0]
+        assert daemon.proc.poll() is None
+        assert daemon.status()["state"] == "idle"
+    assert phone.backup() == before
+
+
+def test_failure_after_a_redirect_names_both_urls(phone: Provd, served: Served, http_peers: HttpPeers) -> None:
+    asked = goto(http_peers.http_url, served.http_url + "gone.xml")
+    report = start(phone, asked, check=1)
+    (error,) = report["errors"]
+    assert error.startswith(asked + ": HTTP 404") and f"from {served.http_url}gone.xml, after redirects" in error
+    assert report["files"][0]["url"] == asked  # a file that failed has no final URL to show

@@ -157,6 +157,11 @@ def _errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("provd: error: ")]
 
 
+def _one_line_each(stderr: str) -> bool:
+    """Every error and warning is one line: no line of stderr that does not start as one of them."""
+    return all(line.startswith(("provd: error: ", "provd: warning: ")) for line in stderr.splitlines())
+
+
 def test_every_corpus_file_is_in_the_table() -> None:
     on_disk = sorted(p.name for p in HOSTILE.iterdir())
     assert sorted(c.file for c in CASES) == on_disk
@@ -167,6 +172,7 @@ def test_apply_hostile_file_leaves_store_unchanged(case: Case, seeded: Seeded, t
     provd = _copy_of(seeded, tmp_path)
     proc, elapsed = _run(provd, "apply", str(HOSTILE / case.file))
     assert elapsed < SECONDS, f"apply took {elapsed:.1f} s"
+    assert _one_line_each(proc.stderr), proc.stderr
     if case.apply is Apply.REFUSED:
         assert proc.returncode == 1, (proc.stdout, proc.stderr)
         assert any(case.file in line for line in _errors(proc.stderr)), proc.stderr
@@ -183,6 +189,7 @@ def test_validate_hostile_file(case: Case, seeded: Seeded, tmp_path: Path) -> No
     provd = _copy_of(seeded, tmp_path)
     proc, elapsed = _run(provd, "validate", str(HOSTILE / case.file))
     assert elapsed < SECONDS, f"validate took {elapsed:.1f} s"
+    assert _one_line_each(proc.stderr), proc.stderr
     if case.validate_fails is None:
         assert proc.returncode in (0, 1), (proc.stdout, proc.stderr)
     elif case.validate_fails:
@@ -234,3 +241,50 @@ def test_xinclude_in_opaque_configuration_is_stored_unexpanded(seeded: Seeded, t
     keys = provd.run("show", "keys", check=0).stdout
     assert 'href="file:///etc/passwd"' in keys
     assert "root:" not in keys
+
+
+@pytest.mark.parametrize("command", ["validate", "apply"])
+def test_nul_byte_error_is_exactly_one_line(command: str, seeded: Seeded, tmp_path: Path) -> None:
+    """libxml2's `Char 0x0 out of allowed range\\n, line 3, column 35` printed a second stderr line."""
+    provd = _copy_of(seeded, tmp_path)
+    proc, _ = _run(provd, command, str(HOSTILE / "nul_byte.xml"))
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("provd: error: "), proc.stderr
+    assert "0x0" in proc.stderr and "line 3" in proc.stderr
+    assert provd.backup() == seeded.backup
+
+
+@pytest.mark.parametrize("codec", ["zlib", "rot13", "base64", "hex", "bz2", "uu", "punycode", "idna"])
+def test_validate_codec_that_is_no_text_encoding(codec: str, seeded: Seeded, tmp_path: Path) -> None:
+    """`encoding="zlib"` ended in a LookupError traceback: it is an unknown encoding (DESIGN §4), read as
+    UTF-8 with one warning naming it, and the file then validates like any other."""
+    provd = _copy_of(seeded, tmp_path)
+    path = tmp_path / f"{codec}.xml"
+    path.write_text(f'<?xml version="1.0" encoding="{codec}"?>\n<keys><phoneXtensions><key keyNumber="3" '
+                    'label="caf\u00e9"/></phoneXtensions></keys>\n', encoding="utf-8")
+    proc, _ = _run(provd, "validate", str(path))
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    (warning,) = proc.stderr.splitlines()
+    assert warning.startswith("provd: warning: ") and repr(codec) in warning
+    proc, _ = _run(provd, "apply", str(path))
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert 'label="caf\u00e9"' in provd.run("show", "keys", check=0).stdout
+
+
+def _notify(uri: str, length: str) -> bytes:
+    return (f"NOTIFY {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK1\r\n"
+            f"From: <sip:pbx@192.0.2.10>;tag=1\r\nTo: <sip:201@10.0.0.50>\r\nCall-ID: cs1\r\n"
+            f"CSeq: 1 NOTIFY\r\nEvent: check-sync\r\nContent-Length: {length}\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize(("uri", "length"), [
+    pytest.param("sip:201@10.0.0.50", "\u2460", id="content-length-circled-one"),
+    pytest.param("*", "0", id="request-uri-asterisk"),
+])
+def test_check_sync_malformed_notify_is_answered_400(uri: str, length: str, seeded: Seeded,
+                                                     tmp_path: Path) -> None:
+    provd = _copy_of(seeded, tmp_path)
+    proc = provd.run("check-sync", "--source", "192.0.2.10", stdin=_notify(uri, length), check=1)
+    assert proc.stdout.startswith("SIP/2.0 400 "), proc.stdout
+    assert _one_line_each(proc.stderr), proc.stderr
+    assert provd.backup() == seeded.backup

@@ -21,6 +21,7 @@ SUPPORTED = ["1.8.8", "1.26.11", "1.34.0"]
     pytest.param("0.0.0", "1.8.8", True, id="older-than-all"),
     pytest.param("2.0.0", "1.34.0", True, id="newer-than-current"),
     pytest.param("banana", "1.8.8", True, id="not-a-version"),
+    pytest.param("\u0661.\u0662\u0666.\u0661\u0661", "1.8.8", True, id="arabic-indic-digits-are-not-a-version"),
 ])
 def test_resolve_version(declared: str, expected: str, warns: bool) -> None:
     version, warning = resolve_version(declared, SUPPORTED)

@@ -123,3 +123,9 @@ def test_sleep_s(now: datetime, expected: float) -> None:
 ])
 def test_clock_stepped(wall: tuple[float, float], mono: tuple[float, float], expected: bool) -> None:
     assert clock_stepped(wall[0], mono[0], wall[1], mono[1]) is expected
+
+
+@pytest.mark.parametrize("value", ["\u2460", "\u0661\u0660", "\u00b2", "-5", " "])
+def test_parse_execution_delay_is_ascii_digits(value: str) -> None:
+    """A value that is not ASCII digits takes the default (int("①") raises although "①".isdigit())."""
+    assert parse_execution({"maximalRandomDelay": value}).max_delay_s == 3600

@@ -86,6 +86,64 @@ def test_malformed(data: bytes, status: int) -> None:
     assert info.value.status == status
 
 
+HEAD = b"NOTIFY sip:201@10.0.0.50 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\nCSeq: 1 NOTIFY\r\n"
+
+
+@pytest.mark.parametrize("length", [
+    pytest.param("\u2460", id="circled-one"),  # int() raises ValueError on it: a traceback in the listener
+    pytest.param("\u0661", id="arabic-indic-one"),  # int() takes it as 1
+    pytest.param("\u00b2", id="superscript-two"),  # str.isdigit() is True, int() raises
+    pytest.param("\uff11", id="fullwidth-one"),
+    pytest.param("-1", id="negative"),
+    pytest.param("+1", id="plus"),
+    pytest.param("1 0", id="inner-space"),
+    pytest.param("0x10", id="hex"),
+    pytest.param("12345678901", id="eleven-digits"),
+    pytest.param("", id="empty"),
+])
+def test_content_length_is_ascii_digits(length: str) -> None:
+    """RFC 3261 §25.1 Content-Length = 1*DIGIT, DIGIT being ASCII; the request is kept for the 400."""
+    with pytest.raises(sip.SipParseError) as info:
+        sip.parse(HEAD + f"Content-Length: {length}\r\n\r\nxy".encode())
+    assert info.value.status == 400
+    assert info.value.request is not None and info.value.request.method == "NOTIFY"
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param("SIP/2.0 \u0662\u0660\u0660 OK\r\n\r\n", id="status-code-arabic-digits"),
+    pytest.param("NOTIFY sip:a SIP/\u0662.0\r\n\r\n", id="version-arabic-digit"),
+])
+def test_start_line_numbers_are_ascii(data: str) -> None:
+    with pytest.raises(sip.SipParseError):
+        sip.parse(data.encode())
+
+
+def test_cseq_number_is_ascii() -> None:
+    message = sip.parse(HEAD.replace(b"1 NOTIFY", "\u0661 NOTIFY".encode()) + b"\r\n")
+    assert isinstance(message, sip.SipRequest)
+    with pytest.raises(sip.SipParseError):
+        sip.cseq(message)
+
+
+@pytest.mark.parametrize(("uri", "valid"), [
+    pytest.param("sip:201@10.0.0.50", True, id="sip"),
+    pytest.param("sips:alice@atlanta.example:5061;transport=tls", True, id="sips-port-param"),
+    pytest.param("sip:10.0.0.50", True, id="host-only"),
+    pytest.param("sip:[2001:db8::1]:5060", True, id="ipv6"),
+    pytest.param("SIP:201@Phone.Example.", True, id="case-and-trailing-dot"),
+    pytest.param("sip:user;par=u%40example.net@example.com", True, id="rfc4475-semiuri"),
+    pytest.param("tel:+49-30-1234", True, id="tel"),
+    pytest.param("*", False, id="asterisk"),
+    pytest.param("http://prov.example/x.xml", False, id="http"),
+    pytest.param("sip:", False, id="empty-sip"),
+    pytest.param("sip:@h", False, id="empty-user"),
+    pytest.param("mailto:a@b", False, id="mailto"),
+    pytest.param("201@10.0.0.50", False, id="no-scheme"),
+])
+def test_request_uri(uri: str, valid: bool) -> None:
+    assert sip.valid_request_uri(uri) is valid
+
+
 def test_two_requests_in_one_datagram_reads_the_first() -> None:
     second = SIPSAK.replace(b"7 NOTIFY", b"8 NOTIFY")
     first = SIPSAK.replace(b"\r\n\r\n", b"\r\nContent-Length: 0\r\n\r\n", 1)

@@ -6,7 +6,7 @@ import pytest
 
 from provd.core.backoff import backoff_delay, parse_retry_after
 from provd.core.markers import normalise_mac, replace_markers
-from provd.core.urls import check_url, redact, resolve, split_credentials
+from provd.core.urls import Origin, check_url, origin, redact, resolve, split_credentials, with_credentials
 from provd.errors import FetchURLError
 from provd.model import Device
 
@@ -83,6 +83,79 @@ def test_check_url_refuses_relative() -> None:
         check_url("provisioning.xml")
 
 
+@pytest.mark.parametrize("url", [
+    pytest.param("http://h/a\ud800.xml", id="lone-surrogate-path"),
+    pytest.param("http://h\udcff/a.xml", id="lone-surrogate-host"),
+    pytest.param("http://h/a\x00.xml", id="nul"),
+    pytest.param("http://h/a\x7f", id="del"),
+    pytest.param("http://h/a\x85", id="c1-next-line"),
+    pytest.param("http://h/\u2028", id="line-separator"),
+    pytest.param("http://a\u200db/", id="zero-width-joiner-in-host"),
+    pytest.param("http://h/\u202egnp.xml", id="bidi-override"),
+    pytest.param("http://ex ample/", id="space-in-host"),
+    pytest.param("http://h%41/", id="percent-in-host"),
+    pytest.param("http://\u00e9..de/", id="empty-idna-label"),
+    pytest.param("http://\u2100/", id="nfkc-netloc"),
+    pytest.param("http://[::1/", id="bad-ipv6"),
+])
+def test_check_url_refuses_what_no_request_can_carry(url: str) -> None:
+    with pytest.raises(FetchURLError, match="not a valid URL") as caught:
+        check_url(url)
+    str(caught.value).encode("utf-8")  # the message itself is printable anywhere
+    assert str(caught.value).isprintable()
+
+
+@pytest.mark.parametrize("url", ["http://h/a b.xml", "http://\u00e9t\u00e9.example/x", "http://[::1]:8080/x",
+                                 "http://h/caf\u00e9.xml", "https://u:p@h:8443/x?y=1#z", "file:///media/usb/a.xml"])
+def test_check_url_accepts(url: str) -> None:
+    check_url(url)
+
+
+OWNER = "https://phone:s3cret@prov.example:8443/site/top.xml"
+
+
+@pytest.mark.parametrize(("reference", "expected"), [
+    pytest.param("a.xml", "https://phone:s3cret@prov.example:8443/site/a.xml", id="relative-keeps"),
+    pytest.param("/x/b.xml", "https://phone:s3cret@prov.example:8443/x/b.xml", id="absolute-path-keeps"),
+    pytest.param("//prov.example:8443/c.xml", "https://phone:s3cret@prov.example:8443/c.xml",
+                 id="network-path-same-origin"),
+    pytest.param("https://PROV.example:8443/d.xml", "https://phone:s3cret@PROV.example:8443/d.xml",
+                 id="absolute-same-origin-gets-them"),
+    pytest.param("https://other:pw@prov.example:8443/e.xml", "https://other:pw@prov.example:8443/e.xml",
+                 id="own-userinfo-wins"),
+    pytest.param("https://prov.example/f.xml", "https://prov.example/f.xml", id="other-port"),
+    pytest.param("http://prov.example:8443/g.xml", "http://prov.example:8443/g.xml", id="other-scheme"),
+    pytest.param("https://cdn.example:8443/h.xml", "https://cdn.example:8443/h.xml", id="other-host"),
+    pytest.param("//cdn.example/i.xml", "https://cdn.example/i.xml", id="network-path-other-host"),
+])
+def test_credentials_follow_the_origin(reference: str, expected: str) -> None:
+    assert resolve(reference, OWNER) == expected
+
+
+@pytest.mark.parametrize(("url", "owner", "expected"), [
+    pytest.param("https://h/x", "https://u:p@h:443/y", "https://u:p@h/x", id="default-port-spelled-out"),
+    pytest.param("http://h:80/x", "http://u:p@h/y", "http://u:p@h:80/x", id="default-port-implied"),
+    pytest.param("https://h/x", "https://h/y", "https://h/x", id="owner-without-credentials"),
+    pytest.param("http://h/x", "https://u:p@h/y", "http://h/x", id="redirect-downgrade-drops"),
+])
+def test_with_credentials(url: str, owner: str, expected: str) -> None:
+    assert with_credentials(url, owner) == expected
+
+
+def test_origin() -> None:
+    assert origin("https://u:p@Prov.Example/x") == Origin("https", "prov.example", 443)
+    assert origin("http://[::1]:8080/") == Origin("http", "::1", 8080)
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("http://h/\ud800", "http://h/\\ud800"),
+    ("http://u:p@h/\x00", "http://u:***@h/\\x00"),
+    ("https://u:p@[::1]:8443/a", "https://u:***@[::1]:8443/a"),
+])
+def test_redact_is_printable(url: str, shown: str) -> None:
+    assert redact(url) == shown
+
+
 def test_credentials() -> None:
     url = "https://admin:p%40ss@prov.example.com:8443/a.xml"
     assert split_credentials(url) == ("https://prov.example.com:8443/a.xml", ("admin", "p@ss"))
@@ -103,6 +176,8 @@ def test_backoff_full_jitter(attempt: int, draw: float, expected: float) -> None
     ("Sun, 29 Nov 2026 10:00:30 GMT", None, None),
     ("soon", "Sun, 29 Nov 2026 10:00:00 GMT", None),
     (None, None, None),
+    ("\u00b2", None, None),  # latin-1 0xB2 in a header: isdigit() is True, float() raises
+    ("\u0661\u0660", None, None),
 ])
 def test_retry_after(value: str | None, date: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, date) == expected

@@ -15,7 +15,7 @@ from provd.cache import HttpCache
 from provd.config import Config
 from provd.core.documents import Document, DocumentKind, parse_document
 from provd.core.markers import replace_markers
-from provd.core.urls import redact
+from provd.core.urls import check_url, redact
 from provd.errors import (
     DiscoveryError,
     FetchConnectionError,
@@ -83,6 +83,9 @@ async def run(settings: Settings, *, trigger: str, url: str | None = None, resto
             await _after_commit(settings, report, reboot)
             return _finish(settings, report)
         dev = device.device_from_config(config)
+        if url is not None:
+            report.source, report.url = "explicit", redact(replace_markers(url, dev))
+            check_url(replace_markers(url, dev))  # a URL that is none fails here, before any network I/O
         async with HttpClient(http_settings(config, device.user_agent(config, dev, __version__))) as client:
             ctx = discovery.Context(config=config, device=dev, switches=settings.discovery_switches(),
                                     client=client, progress=progress)

@@ -17,6 +17,7 @@
     │   ├── FetchStatusError        an HTTP status that is not 200/304 (`status`, `retry_after`)
     │   ├── FetchTooLarge           over http.max_file_bytes or http.max_run_bytes while streaming
     │   └── FetchURLError           a URL provd will not fetch (scheme, syntax); not retryable
+    │       └── FetchRedirectError  a redirect provd will not follow (HTTPS → HTTP); `location`
     ├── ReferenceChainError         a reference chain is unusable: loop, depth, file count; not retryable
     ├── DiscoveryError              no provisioning URL could be found
     │   └── PreconditionsNotMet     network or valid time still missing when a bounded wait ended
@@ -28,16 +29,32 @@
                                     at all, a second daemon, a runtime_dir that cannot be used
 
 `retryable` says whether trying the same thing again later may succeed (network-ish failures); none of
-the settings-engine errors are.
+the settings-engine errors are. Every message is one line (`one_line`): libxml2 and httpx put newlines
+into theirs, and the CLI prints an error as exactly one `provd: error: …` line.
 """
 
 from __future__ import annotations
+
+import re
+
+_BREAKS = re.compile(r"\s*[\r\n\v\f\x85\u2028\u2029]+\s*(?=([,.;:)]?))")
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks (and the blanks around them) collapsed into one space: foreign
+    diagnostics such as libxml2's `Char 0x0 out of allowed range\\n, line 46` enter provd's errors here."""
+    if not _BREAKS.search(text):
+        return text
+    return _BREAKS.sub(lambda m: "" if m.group(1) else " ", text).strip()
 
 
 class ProvdError(Exception):
     """Base of all provd errors; `str()` is the one-line message the CLI prints."""
 
     retryable: bool = False
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())  # the guarantee, whoever built the message
 
 
 class ConfigError(ProvdError):
@@ -144,6 +161,14 @@ class FetchTooLarge(FetchError):
 
 class FetchURLError(FetchError):
     retryable = False
+
+
+class FetchRedirectError(FetchURLError):
+    """`url` answered with a redirect to `location` that provd refuses to follow."""
+
+    def __init__(self, message: str, *, url: str, location: str) -> None:
+        super().__init__(message, url=url)
+        self.location = location
 
 
 class ReferenceChainError(ProvdError):

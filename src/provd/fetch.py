@@ -1,7 +1,8 @@
 """Fetching one provisioning URL with its reference chain (DESIGN §1 step 3, §4).
 
 Depth-first in document order: a reference file's entries are resolved against the file's own URL (after
-redirects), their markers replaced first, fetched concurrently and returned strictly in order. The
+redirects, with the credentials it was fetched with: they go along to entries on the same origin only),
+their markers replaced first, fetched concurrently and returned strictly in order. The
 concurrency bound is the connection pool's (`http.concurrency` connections): over HTTP/2 one connection
 carries every sibling at once, so a reference file with 8 entries costs one round trip, not two.
 A URL that appears again on its own path is a loop; depth, file count and bytes are
@@ -40,16 +41,19 @@ class Limits:
 
 @dataclass
 class FetchedFile:
-    url: str  # as requested (markers replaced), password redacted
+    url: str  # where the file came from: after redirects (markers replaced), password redacted
     document: Document | None  # None when the file failed
     status: int | None  # 200, 304 (cached), None for file:// or failure
     size: int
     cached: bool
     error: str | None = None
+    requested: str | None = None  # the URL asked for, when redirects led elsewhere
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"url": self.url, "type": self.document.kind.value if self.document else None,
                                   "status": self.status, "bytes": self.size, "cached": self.cached}
+        if self.requested is not None:
+            out["requested"] = self.requested  # DESIGN §8: fields may be added, `url` keeps its meaning
         if self.error:
             out["error"] = self.error
         return out
@@ -95,13 +99,15 @@ class ChainFetcher:
         try:
             body, final_url, entry.status, entry.cached = await self._download(url)
             entry.size = len(body)
-            doc = parse_document(body, source=shown, max_bytes=self._limits.max_file_bytes,
+            if final_url != url:
+                entry.requested, entry.url = shown, urls.redact(final_url)
+            doc = parse_document(body, source=entry.url, max_bytes=self._limits.max_file_bytes,
                                  sections=self._catalog.sections)
         except ProvdError as exc:
             entry.error = str(exc)
             raise
         entry.document = doc
-        self._progress(f"  {entry.status or 'file'} {shown} {entry.size} bytes"
+        self._progress(f"  {entry.status or 'file'} {entry.url} {entry.size} bytes"
                        f"{' (cached)' if entry.cached else ''} [{doc.kind.value}]")
         if doc.kind is not DocumentKind.REFERENCE:
             return [entry]

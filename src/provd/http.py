@@ -2,9 +2,11 @@
 
 One `HttpClient` per run: a connection pool (HTTP/2 over TLS where the server offers it, so a reference
 file's siblings share one connection), TLS verification against the system CAs plus `http.ca_file`, an
-optional client certificate, at most 5 redirects, connect/read timeouts plus a total per file, and the
-per-file and per-run size caps enforced while the body streams in — a server cannot make the phone hold
-more than the cap in memory.
+optional client certificate, connect/read timeouts plus a total per file, and the per-file and per-run
+size caps enforced while the body streams in — a server cannot make the phone hold more than the cap in
+memory. Redirects (at most 5) are followed here, hop by hop, not by httpx: each target is checked like any
+URL, an HTTPS file is never fetched over plain HTTP after a redirect (a downgrade an attacker on the path
+could otherwise force), and credentials stay with the origin they were given for.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ from types import TracebackType
 
 import httpx
 
-from provd.core.urls import redact, split_credentials
+from provd.core.urls import check_url, redact, split_credentials, with_credentials
 from provd.errors import (
     ConfigError,
     FetchConnectionError,
+    FetchRedirectError,
     FetchStatusError,
     FetchTimeout,
     FetchTLSError,
     FetchTooLarge,
     FetchURLError,
+    one_line,
 )
 
 MAX_REDIRECTS = 5
@@ -53,7 +57,7 @@ class Validators:
 
 @dataclass(frozen=True)
 class HttpResponse:
-    url: str  # after redirects: references resolve against where the file really came from
+    url: str  # after redirects (with the credentials that went there): references resolve against it
     status: int  # 200, or 304 when `validators` matched
     body: bytes
     etag: str | None
@@ -125,8 +129,7 @@ class HttpClient:
         self._client = httpx.AsyncClient(
             verify=_ssl_context(settings),
             http2=True,
-            follow_redirects=True,
-            max_redirects=MAX_REDIRECTS,
+            follow_redirects=False,  # `_get` follows them, checking every hop
             timeout=httpx.Timeout(connect=per_op, read=per_op, write=per_op, pool=settings.timeout_s),
             limits=httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency),
             headers={"User-Agent": settings.user_agent},
@@ -141,62 +144,101 @@ class HttpClient:
         await self._client.aclose()
 
     async def get(self, url: str, *, validators: Validators | None, budget: RunBudget) -> HttpResponse:
-        """GET `url` (credentials in its userinfo are used for Basic/Digest, never sent in the clear).
+        """GET `url` (credentials in its userinfo are used for Basic/Digest on its origin only, and only
+        when that origin asks), following redirects.
 
         Raises:
-            FetchError and its subclasses; FetchStatusError for anything but 200 and a 304 to validators.
+            FetchError and its subclasses; FetchStatusError for anything but 200 and a 304 to validators;
+            FetchRedirectError for a redirect from HTTPS to plain HTTP.
         """
         shown = redact(url)
-        clean, creds = split_credentials(url)
+        check_url(url)  # no byte leaves before the URL is known to be one
         headers = {}
         if validators is not None:
             if validators.etag:
                 headers["If-None-Match"] = validators.etag
             if validators.last_modified:
                 headers["If-Modified-Since"] = validators.last_modified
-        auth = _ChallengeAuth(*creds) if creds else None
         try:
             async with asyncio.timeout(self._settings.timeout_s):
-                return await self._get(clean, shown, headers, auth, validators is not None, budget)
+                return await self._get(url, shown, headers, validators is not None, budget)
         except TimeoutError as exc:
             raise FetchTimeout(f"no complete answer within {self._settings.timeout_s:g} s", url=shown) from exc
         except httpx.TimeoutException as exc:
             raise FetchTimeout(f"timed out ({type(exc).__name__})", url=shown) from exc
-        except httpx.TooManyRedirects as exc:
-            raise FetchURLError(f"more than {MAX_REDIRECTS} redirects", url=shown) from exc
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            raise FetchURLError(str(exc), url=shown) from exc
+        except httpx.InvalidURL as exc:
+            raise FetchURLError(f"not a valid URL: {one_line(str(exc))}", url=shown) from exc
+        except httpx.UnsupportedProtocol as exc:
+            raise FetchURLError(one_line(str(exc)), url=shown) from exc
         except httpx.ConnectError as exc:
             if _is_tls(exc):
-                raise FetchTLSError(f"TLS failed: {_tls_reason(exc)}", url=shown) from exc
-            raise FetchConnectionError(f"cannot connect: {exc}", url=shown) from exc
+                raise FetchTLSError(f"TLS failed: {one_line(_tls_reason(exc))}", url=shown) from exc
+            raise FetchConnectionError(f"cannot connect: {one_line(str(exc))}", url=shown) from exc
         except httpx.HTTPError as exc:  # the rest of httpx's tree: reset, truncated body, protocol errors
-            raise FetchConnectionError(f"{type(exc).__name__}: {exc or 'connection lost'}", url=shown) from exc
+            raise FetchConnectionError(f"{type(exc).__name__}: {one_line(str(exc)) or 'connection lost'}",
+                                       url=shown) from exc
 
-    async def _get(self, url: str, shown: str, headers: dict[str, str], auth: httpx.Auth | None,
-                   conditional: bool, budget: RunBudget) -> HttpResponse:
+    def _request(self, url: str, headers: dict[str, str], shown: str) -> httpx.Request:
+        try:
+            return self._client.build_request("GET", url, headers=headers)
+        except UnicodeError as exc:  # idna's IDNAError: a host name IDNA 2008 refuses (`xn--`)
+            raise FetchURLError(f"not a valid URL: {one_line(str(exc))}", url=shown) from exc
+
+    async def _get(self, url: str, shown: str, headers: dict[str, str], conditional: bool,
+                   budget: RunBudget) -> HttpResponse:
+        current = url  # the hop being fetched, with the credentials that apply to it
+        for _ in range(MAX_REDIRECTS + 1):
+            clean, creds = split_credentials(current)
+            auth = _ChallengeAuth(*creds) if creds else None
+            resp = await self._client.send(self._request(clean, headers, shown), auth=auth, stream=True,
+                                           follow_redirects=False)
+            try:
+                target = resp.next_request.url if resp.next_request is not None else None
+                if target is None:
+                    return await self._body(resp, current, shown, conditional, budget)
+            finally:
+                await resp.aclose()
+            current = self._next_hop(current, str(target), shown)
+        raise FetchURLError(f"more than {MAX_REDIRECTS} redirects", url=shown)
+
+    @staticmethod
+    def _next_hop(current: str, location: str, shown: str) -> str:
+        """Where a redirect from `current` may go: a URL provd would fetch, never from HTTPS down to HTTP;
+        `current`'s credentials go along only to the same origin (RFC 6454), as `urls.with_credentials`."""
+        try:
+            check_url(location)
+        except FetchURLError as exc:
+            raise FetchRedirectError(f"redirect refused: {exc}", url=shown, location=exc.url) from exc
+        if current.lower().startswith("https:") and location.lower().startswith("http:"):
+            raise FetchRedirectError(f"redirected to {redact(location)}: refused, a redirect from HTTPS to "
+                                     f"plain HTTP would fetch the file unprotected", url=shown,
+                                     location=redact(location))
+        return with_credentials(location, current)
+
+    async def _body(self, resp: httpx.Response, url: str, shown: str, conditional: bool,
+                    budget: RunBudget) -> HttpResponse:
         cap = self._settings.max_file_bytes
-        async with self._client.stream("GET", url, headers=headers, auth=auth) as resp:
-            final = str(resp.url)
-            if resp.status_code == 304 and conditional:
-                await resp.aread()  # read to the end, or the pool drops the HTTP/1.1 connection
-                return HttpResponse(final, 304, b"", resp.headers.get("etag"), resp.headers.get("last-modified"))
-            if resp.status_code != 200:
-                raise FetchStatusError(f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip(), url=shown,
-                                       status=resp.status_code, retry_after=_retry_after(resp))
-            declared = resp.headers.get("content-length")  # h11/h2 themselves refuse a truncated body
-            if declared is not None and declared.isdigit() and int(declared) > cap:
-                raise FetchTooLarge(f"file is {declared} bytes, over http.max_file_bytes ({cap})", url=shown)
-            chunks = []
-            size = 0
-            async for chunk in resp.aiter_bytes():  # decoded: the cap holds for a gzip bomb too
-                size += len(chunk)
-                if size > cap:
-                    raise FetchTooLarge(f"file is over http.max_file_bytes ({cap})", url=shown)
-                budget.take(len(chunk), url=shown)
-                chunks.append(chunk)
-            return HttpResponse(final, 200, b"".join(chunks), resp.headers.get("etag"),
-                                resp.headers.get("last-modified"))
+        # After redirects the message says where the answer came from; `url` stays the file asked for.
+        via = f" (from {redact(url)}, after redirects)" if redact(url) != shown else ""
+        if resp.status_code == 304 and conditional:
+            await resp.aread()  # read to the end, or the pool drops the HTTP/1.1 connection
+            return HttpResponse(url, 304, b"", resp.headers.get("etag"), resp.headers.get("last-modified"))
+        if resp.status_code != 200:
+            raise FetchStatusError(one_line(f"HTTP {resp.status_code} {resp.reason_phrase}").rstrip() + via,
+                                   url=shown, status=resp.status_code, retry_after=_retry_after(resp))
+        declared = resp.headers.get("content-length")  # h11/h2 themselves refuse a truncated body
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > cap:
+            raise FetchTooLarge(f"file is {declared} bytes, over http.max_file_bytes ({cap}){via}", url=shown)
+        chunks = []
+        size = 0
+        async for chunk in resp.aiter_bytes():  # decoded: the cap holds for a gzip bomb too
+            size += len(chunk)
+            if size > cap:
+                raise FetchTooLarge(f"file is over http.max_file_bytes ({cap}){via}", url=shown)
+            budget.take(len(chunk), url=shown)
+            chunks.append(chunk)
+        return HttpResponse(url, 200, b"".join(chunks), resp.headers.get("etag"),
+                            resp.headers.get("last-modified"))
 
 
 def _retry_after(resp: httpx.Response) -> float | None:

@@ -1,6 +1,7 @@
 """The lxml adapter: the one module that touches lxml's parser, serialiser, XPath and XSD engines.
 
-It does no I/O (bytes in, trees out) and translates lxml's exceptions into provd's. The parser is
+It does no I/O (bytes in, trees out) and translates lxml's exceptions into provd's, their messages made
+one line (libxml2 ends some with a newline before ", line N, column M"). The parser is
 configured once, hostile-input safe: no DTD loading, no entity expansion, no network, no XInclude
 (never called), libxml2's default depth limit (no `huge_tree`). Comments and processing instructions are
 dropped and blank text between elements removed, so that the same settings always serialise identically.
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from lxml import etree
 
-from provd.errors import MalformedDocument, OperationError, UnsafeDocument
+from provd.errors import MalformedDocument, OperationError, UnsafeDocument, one_line
 
 if TYPE_CHECKING:
     Element = etree._Element
@@ -48,7 +49,7 @@ def parse(data: bytes, *, source: str | None = None) -> Element:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if exc.lineno else None
-        raise MalformedDocument(f"not well-formed XML: {exc.msg}", source=source, line=line) from exc
+        raise MalformedDocument(f"not well-formed XML: {one_line(exc.msg)}", source=source, line=line) from exc
     if cast(str, getattr(root.getroottree().docinfo, "doctype", "")):
         raise UnsafeDocument("a DOCTYPE is not allowed", source=source, line=1)
     return root
@@ -150,11 +151,12 @@ def xpath_select(root: Element, expression: str, *, source: str | None = None,
     try:
         compiled = etree.XPath(expression)
     except etree.XPathSyntaxError as exc:
-        raise OperationError(f"invalid XPath: {exc}", source=source, line=line, xpath=expression) from exc
+        raise OperationError(f"invalid XPath: {one_line(str(exc))}", source=source, line=line,
+                             xpath=expression) from exc
     try:
         result = compiled(root)
     except etree.XPathError as exc:
-        raise OperationError(f"XPath cannot be evaluated: {exc}", source=source, line=line,
+        raise OperationError(f"XPath cannot be evaluated: {one_line(str(exc))}", source=source, line=line,
                              xpath=expression) from exc
     if not isinstance(result, list):
         return [XPathHit(None, f"a {type(result).__name__} value")]
@@ -187,7 +189,7 @@ class Schema:
         try:
             self._schema = etree.XMLSchema(xsd_root)
         except etree.XMLSchemaParseError as exc:
-            raise MalformedDocument(f"invalid XSD: {exc}", source=name) from exc
+            raise MalformedDocument(f"invalid XSD: {one_line(str(exc))}", source=name) from exc
         self.name = name
 
     def issues(self, el: Element) -> list[Issue]:
@@ -196,7 +198,7 @@ class Schema:
             return []
         # libxml2 logs warnings too ("No precomputed value available ..."): only errors are issues.
         return [
-            Issue(entry.line or None, entry.path or None, entry.message)
+            Issue(entry.line or None, entry.path or None, one_line(entry.message))
             for entry in list(cast(Any, self._schema.error_log))
             if entry.level >= etree.ErrorLevels.ERROR
         ]

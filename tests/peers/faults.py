@@ -13,6 +13,8 @@ Routes (a fault route may carry any prefix, `/<tag>/big` behaves like `/big`, so
     /big?bytes=N           well-formed XML of exactly N bytes (padding in a comment), with Content-Length
     /big-chunked?bytes=N   the same body, chunked, no Content-Length
     /slow?ms=M             wait M ms, then `<keys/>`
+    /challenge             401 with `WWW-Authenticate: Basic` (no Authorization) or `<keys/>` (with one):
+                           a server that would take credentials provd must not send it (see /requests)
     /file/<relpath>        a file under ROOT, with a strong ETag and Last-Modified; 304 on a match
     /count                 JSON {path: requests seen}, every path but /count and /requests
     /requests              JSON list of {method, target, path, headers} for every request but those two
@@ -175,6 +177,12 @@ class FaultServer:
                 return await self.simple(writer, 400, f"bytes=N needs N >= {minimum}\n".encode(),
                                          keep_alive=request.keep_alive)
             return await self.big(writer, request, chunks, chunked=fault == "big-chunked")
+        if fault == "challenge":
+            if "authorization" in request.headers:
+                return await self.simple(writer, 200, b"<keys/>", keep_alive=request.keep_alive,
+                                         content_type="application/xml")
+            return await self.simple(writer, 401, b"credentials, please\n", keep_alive=request.keep_alive,
+                                     extra=[("WWW-Authenticate", 'Basic realm="faults"')])
         if fault == "slow":
             await asyncio.sleep((request.int_param("ms") or 0) / 1000)
             return await self.simple(writer, 200, b"<keys/>", keep_alive=request.keep_alive,

@@ -77,7 +77,8 @@ class HttpPeers:
     `root/hello.xml` (`<keys/>`) is there from the start: the target of /redirect/1."""
 
     root: Path
-    http_url: str  # nginx, keep-alive; also /status/{404,500,503,429}, /redirect/1, /hops/6 … /hops/0
+    http_url: str  # nginx, keep-alive; also /status/{404,500,503,429}, /redirect/1, /hops/6 … /hops/0, and
+    # /goto?to=URL (302 to URL as given; every nginx port has it, Basic auth's too: `return` runs before auth)
     https_url: str  # nginx TLS (HTTP/1.1 and HTTP/2), certificate for 127.0.0.1 and localhost
     https_wrong_host_url: str  # nginx TLS, certificate for wrong.example only
     mtls_url: str  # nginx TLS requiring a client certificate from the CA; without one: HTTP 400
@@ -296,6 +297,7 @@ def _nginx_locations() -> str:
         location = /status/503 {{ add_header Retry-After 7 always; return 503 "unavailable\\n"; }}
         location = /status/429 {{ add_header Retry-After 3 always; return 429 "too many requests\\n"; }}
         location = /redirect/1 {{ return 302 /hello.xml; }}
+        location = /goto {{ return 302 $arg_to; }}
 {hops}        location = /hops/0 {{ default_type application/xml; return 200 "<keys/>"; }}
 """
 

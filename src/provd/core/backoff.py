@@ -25,7 +25,7 @@ def parse_retry_after(value: str | None, date: str | None) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # RFC 9110 delay-seconds = 1*DIGIT; "²" is isdigit() but no int
         return float(value)
     if date is None:
         return None

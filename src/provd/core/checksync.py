@@ -6,7 +6,8 @@ allow-listed sender while `provisioning/sip/active` is true — also in the shap
 (no From tag, no Max-Forwards, no Content-Length over UDP). The optional body is the vendor's `notifySync`
 XML (`checkSync/url` → a run with that URL, `reboot` → the reboot hook) or a settings snippet (applied as a
 manual restore; a reference file is refused). Answers: 200 (answer first, then act), 403 not allowed,
-489 unknown event, 400 malformed. Responses are never answered; a retransmitted request gets the same
+489 unknown event, 400 malformed (a bad Content-Length, a Request-URI that is not sip:/sips:/tel: such as
+`*`): only a valid request gets a 2xx. Responses are never answered; a retransmitted request gets the same
 answer from the transaction cache, and starts nothing new.
 """
 
@@ -75,10 +76,13 @@ class CheckSyncHandler:
         self._answered: OrderedDict[tuple[str, ...], tuple[float, Decision]] = OrderedDict()
 
     def handle(self, data: bytes, *, source: tuple[str, int], policy: Policy, now: float) -> Decision:
+        malformed: sip.SipParseError | None = None
         try:
             message = sip.parse(data)
         except sip.SipParseError as exc:
-            return Decision(None, Action.NONE, f"malformed SIP, not answered: {exc}")
+            if exc.request is None:
+                return Decision(None, Action.NONE, f"malformed SIP, not answered: {exc}")
+            message, malformed = exc.request, exc  # a broken Content-Length: headers enough to answer 400
         if isinstance(message, sip.SipResponse):
             return Decision(None, Action.NONE, f"a response ({message.status}) is never answered")
         if message.method == "ACK" or not sip.can_answer(message):
@@ -93,8 +97,12 @@ class CheckSyncHandler:
             previous = cached[1]
             return Decision(previous.status, Action.NONE, "retransmission: same answer, nothing new started",
                             previous.response, retransmission=True, event=previous.event)
+        if malformed is not None:
+            decision = _answer(message, malformed.status, Action.NONE, f"malformed: {malformed}")
+        else:
+            decision = self._decide(message, source[0], policy)
         event = sip.event(message)
-        decision = replace(self._decide(message, source[0], policy), event=event.package if event else None)
+        decision = replace(decision, event=event.package if event else None)
         self._answered[key] = (now, decision)
         while len(self._answered) > CACHE_ENTRIES:
             self._answered.popitem(last=False)

@@ -134,13 +134,13 @@ def parse_hex_bytes(text: str) -> bytes:
     Raises:
         ValueError: not colon-separated hex bytes.
     """
-    parts = text.strip().split(":")
-    values = [int(p, 16) for p in parts if p != ""]
-    if any(v > 0xFF for v in values):
-        raise ValueError("byte out of range")
-    return bytes(values)
+    parts = [p for p in text.strip().split(":") if p != ""]
+    if not all(_HEX_BYTE.match(p) for p in parts):  # int(p, 16) also takes "٣" and " 4", "0x4"
+        raise ValueError("not colon-separated hex bytes")
+    return bytes(int(p, 16) for p in parts)
 
 
+_HEX_BYTE = re.compile(r"^[0-9A-Fa-f]{1,2}$")
 _STATEMENT = re.compile(r"^\s*(?:option\s+)?([\w-]+)\s+(.*?);\s*$")
 
 
@@ -176,10 +176,9 @@ def parse_dhclient_lease(text: str) -> DhcpAnswer | None:
         except ValueError:
             return value.encode()
 
-    opt43 = None
-    if "vendor-encapsulated-options" in values:
-        raw = values["vendor-encapsulated-options"]
-        opt43 = raw[1:-1].encode() if raw.startswith('"') else parse_hex_bytes(raw)
+    # Not hex (a hand-edited file, Arabic-Indic digits): the raw text, which option 43's decoder then reports as
+    # broken, rather than a ValueError out of discovery.
+    opt43 = string("vendor-encapsulated-options")
     ntp = tuple(s.strip() for s in values.get("ntp-servers", "").split(",") if s.strip())
     return DhcpAnswer(option43=opt43, option66=string("tftp-server-name"), option67=string("bootfile-name"),
                       file=string("filename"), sname=string("server-name"), ntp_servers=ntp)

@@ -7,6 +7,7 @@ checked before a single byte is parsed. The lxml parser itself is configured in 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -37,6 +38,8 @@ _ENCODING = re.compile(rb"""encoding\s*=\s*["']([^"']*)["']""")
 _PROLOG_ITEM = re.compile(rb"\s+|<!--.*?-->|<\?.*?\?>", re.DOTALL)
 _ENC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")  # XML 1.0 [81] EncName
 _UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+# Python codecs that turn bytes into str but are not character sets: a document cannot be "in" them.
+_NOT_CHARSETS = frozenset({"punycode", "idna", "unicode-escape", "raw-unicode-escape", "undefined"})
 _BOMLESS_WIDE = (b"\x00\x00\x00<", b"<\x00\x00\x00", b"\x00<\x00?", b"<\x00?\x00")
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
@@ -108,6 +111,14 @@ def _normalise_encoding(data: bytes, source: str, warnings: list[str]) -> bytes:
         if not _ENC_NAME.match(name):  # codecs.lookup would take "utf=8" for "utf_8"; XML does not
             raise LookupError(name)
         codec_name = codecs.lookup(name).name
+        # zlib, rot13, base64, hex, bz2, uu, quopri are bytes↔bytes or str↔str transforms: decode() raises
+        # LookupError for them (not for empty input, hence the probe byte). As text encodings they are
+        # unknown, so DESIGN §4's rule for an unknown encoding applies to them as to "utf=8".
+        if codec_name in _NOT_CHARSETS:
+            raise LookupError(name)
+        # UnicodeError: a character set in which one byte is no character (UTF-16, UTF-32): _transcode decides
+        with contextlib.suppress(UnicodeError):
+            b"<".decode(codec_name)
     except LookupError:
         warnings.append(f"{source}: unknown encoding {name!r} declared; read as UTF-8")
         # The declaration never spans lines, so line numbers in later errors still hold.
@@ -123,6 +134,8 @@ def _transcode(data: bytes, codec: str, source: str) -> bytes:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise MalformedDocument(f"not valid {codec}: byte {exc.start}", source=source, line=line) from exc
+    except UnicodeError as exc:  # a codec's own complaint without a position
+        raise MalformedDocument(f"not valid {codec}: {exc}", source=source, line=1) from exc
     text = text.lstrip("\ufeff")
     decl = re.match(r"^<\?xml\s[^>]*?\?>", text)
     if decl is not None:

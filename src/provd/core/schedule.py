@@ -90,7 +90,7 @@ def parse_execution(values: dict[str, str]) -> Execution:
 
     def number(name: str, default: int) -> int:
         text = values.get(name, "").strip()
-        return int(text) if text.isdigit() else default
+        return int(text) if text.isascii() and text.isdigit() else default  # "①".isdigit(), int("①") fails
 
     days = frozenset(i for i, name in enumerate(WEEKDAYS) if flag(name))
     return Execution(days, values.get("time", "").strip(), flag("useRandomDelay"),

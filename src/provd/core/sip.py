@@ -4,7 +4,8 @@ Parsing is defensive: any input either becomes a `SipRequest`/`SipResponse` or r
 never raises anything else (RFC 4475's torture messages are in the tests). Header names are
 case-insensitive, compact forms are expanded, folded lines are unfolded; over UDP a missing Content-Length
 means "the rest of the datagram" (administrators' tools such as sipsak send none), and anything after the
-declared body — a second request in the same datagram — is ignored (RFC 3261 §18.3).
+declared body — a second request in the same datagram — is ignored (RFC 3261 §18.3). Numbers are ASCII
+`1*DIGIT` (RFC 3261 §25.1): `int()` and `\\d` also take `①` or `٣`, which no SIP peer sends.
 """
 
 from __future__ import annotations
@@ -19,18 +20,31 @@ COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact", "
 MAX_MESSAGE = 65535
 
 _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
-_REQUEST_LINE = re.compile(rf"^({_TOKEN}) (\S+) (SIP/\d+\.\d+)$")
-_STATUS_LINE = re.compile(r"^(SIP/\d+\.\d+) (\d{3}) ?(.*)$")
+_REQUEST_LINE = re.compile(rf"^({_TOKEN}) (\S+) (SIP/[0-9]+\.[0-9]+)$")
+_STATUS_LINE = re.compile(r"^(SIP/[0-9]+\.[0-9]+) ([0-9]{3}) ?(.*)$")
 _HEADER = re.compile(rf"^({_TOKEN})[ \t]*:[ \t]*(.*)$", re.DOTALL)
-_CSEQ = re.compile(rf"^(\d{{1,10}})\s+({_TOKEN})$")
+_CSEQ = re.compile(rf"^([0-9]{{1,10}})[ \t]+({_TOKEN})$")
+_LENGTH = re.compile(r"^[0-9]{1,10}$")
+# RFC 3261 §19.1.1 SIP-URI / SIPS-URI (userinfo, host, port, params, headers) and RFC 3966 tel: — checked
+# for shape, not for every production: `*` (valid only in REGISTER-less OPTIONS talk, never here), a bare
+# host, an http: URI are not where a NOTIFY can be addressed.
+_URI_CHARS = r"[A-Za-z0-9\-_.!~*'()%&=+$,;?/:\[\]]"
+_SIP_URI = re.compile(
+    rf"^sips?:(?:{_URI_CHARS}+@)?(?:[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?\.?|\[[0-9A-Fa-f:.]+\])"
+    rf"(?::[0-9]{{1,5}})?(?:[;?]{_URI_CHARS}*)?$", re.IGNORECASE)
+_TEL_URI = re.compile(r"^tel:\+?[0-9A-Fa-f*#().\-]+(?:;[A-Za-z0-9\-_.!~*'()%&=+$,;:/\[\]]*)?$", re.IGNORECASE)
 
 
 class SipParseError(ValueError):
-    """The datagram is not a usable SIP message; `status` is the response it deserves (400, 505)."""
+    """The datagram is not a usable SIP message; `status` is the response it deserves (400, 505).
 
-    def __init__(self, message: str, *, status: int = 400) -> None:
+    `request` is the request as far as it could be read (start line and headers, no body) when only the
+    body framing is broken: enough to answer 400 to (RFC 3261 §21.4.1), not enough to act on."""
+
+    def __init__(self, message: str, *, status: int = 400, request: SipRequest | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.request = request
 
 
 @dataclass(frozen=True)
@@ -83,17 +97,20 @@ def parse(data: bytes) -> SipMessage:
         raise SipParseError("empty message")
     start, header_lines = lines[0], lines[1:]
     headers = Headers(tuple(_header(line) for line in header_lines if line))
-    body = _body(headers, rest if sep else b"")
     status_match = _STATUS_LINE.match(start)
     if status_match:
         version, code, reason = status_match.groups()
-        return SipResponse(version, int(code), reason, headers, body)
+        return SipResponse(version, int(code), reason, headers, _body(headers, rest if sep else b""))
     request_match = _REQUEST_LINE.match(start)
     if not request_match:
         raise SipParseError(f"malformed request line: {start[:80]!r}")
     method, uri, version = request_match.groups()
     if version != "SIP/2.0":
         raise SipParseError(f"unsupported version {version}", status=505)
+    try:
+        body = _body(headers, rest if sep else b"")
+    except SipParseError as exc:
+        raise SipParseError(str(exc), request=SipRequest(method, uri, version, headers, b"")) from None
     return SipRequest(method, uri, version, headers, body)
 
 
@@ -132,7 +149,7 @@ def _body(headers: Headers, rest: bytes) -> bytes:
     if len(set(values)) > 1:
         raise SipParseError("conflicting Content-Length headers")
     value = values[0]
-    if not value.isdigit() or len(value) > 10:
+    if not _LENGTH.match(value):
         raise SipParseError(f"bad Content-Length {value[:20]!r}")
     length = int(value)
     if length > len(rest):
@@ -185,11 +202,19 @@ def branch(request: SipRequest) -> str | None:
 
 
 def check_mandatory(request: SipRequest) -> None:
-    """Raises: SipParseError when a header every request needs is missing (RFC 3261 §8.1.1)."""
+    """Raises: SipParseError when a header every request needs is missing (RFC 3261 §8.1.1), or the
+    Request-URI is not a SIP, SIPS or tel URI."""
     for name in ("via", "from", "to", "call-id", "cseq"):
         if request.headers.get(name) is None:
             raise SipParseError(f"missing {name} header")
     cseq(request)
+    if not valid_request_uri(request.uri):
+        raise SipParseError(f"Request-URI {request.uri[:80]!r} is not a sip:, sips: or tel: URI")
+
+
+def valid_request_uri(uri: str) -> bool:
+    """RFC 3261 §25.1: a request is addressed to a SIP-URI or SIPS-URI (or, for a phone, a tel: URI)."""
+    return bool(_SIP_URI.match(uri) or _TEL_URI.match(uri))
 
 
 def can_answer(request: SipRequest) -> bool:

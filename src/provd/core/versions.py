@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_VERSION = re.compile(r"^\d+(\.\d+)*$")
+_VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*$")  # ASCII: \d and int() read Arabic-Indic digits too
 
 Version = tuple[int, ...]
 
