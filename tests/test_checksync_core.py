@@ -1,4 +1,4 @@
-"""Check-sync decisions (DESIGN §6, §7): allowlist, events, bodies, retransmissions, torture messages."""
+"""Check-sync decisions (docs/design.md §6, §7): allowlist, events, bodies, retransmissions, torture messages."""
 
 from __future__ import annotations
 

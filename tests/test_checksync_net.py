@@ -1,4 +1,4 @@
-"""Check-sync end to end (DESIGN §6, §7): the daemon listens in the phone's namespace; sipp (as a PBX sends
+"""Check-sync end to end (docs/design.md §6, §7): the daemon listens in the phone's namespace; sipp (as a PBX sends
 it) and sipsak (as administrators send it) send NOTIFYs from the server namespace."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Crash test of the store (DESIGN §3: a run commits in one transaction): `provd apply` of a large patch is
+"""Crash test of the store (docs/design.md §3: a run commits in one transaction): `provd apply` of a large patch is
 SIGKILLed at random moments across its run; afterwards the store is exactly the state before (A) or
 exactly the state after (B), byte for byte through `provd backup`, and SQLite's integrity check passes.
 """

@@ -340,7 +340,7 @@ def slow_reference(served: Served, name: str, label: str, ms: int = 2500) -> str
 
 
 def test_apply_during_a_daemon_run_is_queued_behind_it(tmp_path: Path, served: Served) -> None:
-    """One writer (DESIGN §2): `provd apply` while the daemon runs is carried out by the daemon, after the run,
+    """One writer (docs/design.md §2): `provd apply` while the daemon runs is carried out by the daemon, after the run,
     so the same section's two changes both survive, in queue order."""
     provd = configure(tmp_path, url=slow_reference(served, "race", "from-run"))
     patch = tmp_path / "apply.xml"

@@ -1,4 +1,4 @@
-"""DHCP answer → URL (PROTOCOLS.md §3.3 to 3.6 test vectors): option 43, 66/67, BOOTP fields, joining, leases."""
+"""DHCP answer → URL (docs/protocols.md §3.3 to 3.6 vectors): option 43, 66/67, BOOTP fields, joining, leases."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from provd.core.dhcp import DhcpAnswer, join, parse_dhclient_lease, parse_hex_bytes, parse_option43, url_from_answer
 
-VENDOR_66 = bytes.fromhex("420b687474703a2f2f666f6f00")  # 42:0b:"http://foo"\0 (FORMAT.md §5)
+VENDOR_66 = bytes.fromhex("420b687474703a2f2f666f6f00")  # 42:0b:"http://foo"\0 (docs/format.md §5)
 VENDOR_67 = bytes.fromhex("430c3c48575459503e2e62616b00")  # 43:0c:"<HWTYP>.bak"\0
 LAB = parse_hex_bytes("42:17:68:74:74:70:3a:2f:2f:31:30:2e:31:32:33:2e:30:2e:31:3a:38:30:38:30:00:"
                       "43:0f:70:72:6f:76:2f:7b:6d:61:63:7d:2e:78:6d:6c:00")

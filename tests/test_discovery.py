@@ -1,4 +1,4 @@
-"""Discovery end to end (DESIGN §1, §6): a phone in the client namespace finds its provisioning URL from
+"""Discovery end to end (docs/design.md §1, §6): a phone in the client namespace finds its provisioning URL from
 real peers in the server namespace — ISC dhcpd and dnsmasq, chrony, sipp as the PnP responder, an HTTPS
 Redirect Service, nginx — in the documented order, and provisions itself."""
 

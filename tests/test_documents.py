@@ -1,4 +1,4 @@
-"""Document screening and type detection (DESIGN §4): by root element only, hostile input refused."""
+"""Document screening and type detection (docs/design.md §4): by root element only, hostile input refused."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_error_carries_line(catalog: Catalog) -> None:
                                    "punycode", "idna", "unicode_escape", "raw_unicode_escape", "undefined"])
 def test_codec_that_is_no_character_set_is_an_unknown_encoding(catalog: Catalog, codec: str) -> None:
     """Python knows these names, but as transforms, not character sets (`bytes.decode("zlib")` raises
-    LookupError): DESIGN §4's unknown encoding, read as UTF-8 with a warning naming it."""
+    LookupError): docs/design.md §4's unknown encoding, read as UTF-8 with a warning naming it."""
     kind, warnings = parse(catalog, f'<?xml version="1.0" encoding="{codec}"?>\n<keys label="ü"/>'.encode())
     assert kind is DocumentKind.PATCH
     assert len(warnings) == 1 and repr(codec) in warnings[0]

@@ -25,7 +25,7 @@ KILL_AFTER = 2 * SECONDS  # a run that hangs is stopped here and fails the test,
 
 class Apply(Enum):
     REFUSED = "refused"  # exit 1, an error line naming the file
-    DROPPED = "dropped"  # exit 0: the unknown element is dropped with a warning naming the file (DESIGN §5)
+    DROPPED = "dropped"  # exit 0: the unknown element is dropped with a warning naming the file (docs/design.md §5)
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Case:
     file: str
     exercises: str
     apply: Apply = Apply.REFUSED
-    # `provd validate` is offline (DESIGN §2, §4): an operations file is checked against operations.xsd and
+    # `provd validate` is offline (docs/design.md §2, §4): an operations file is checked against operations.xsd and
     # for XPath errors, a reference file against its own schema. What a path selects (nothing, an attribute,
     # text, several elements, the section root) is found when it meets the settings, so only `apply` can
     # refuse those; they say validate_fails=False, as does a well-formed reference file. None: either
@@ -42,7 +42,7 @@ class Case:
 
 
 CASES = [
-    # --- DTDs and entities: refused before parsing (DESIGN §4) ---
+    # --- DTDs and entities: refused before parsing (docs/design.md §4) ---
     Case("xxe_local_file.xml", "XXE: external entity to file:///etc/passwd used in a leaf"),
     Case("xxe_http_localhost.xml", "XXE: external entity over http to 127.0.0.1"),
     Case("external_dtd.xml", "DOCTYPE with an external DTD (SYSTEM http://127.0.0.1)"),
@@ -256,7 +256,7 @@ def test_nul_byte_error_is_exactly_one_line(command: str, seeded: Seeded, tmp_pa
 
 @pytest.mark.parametrize("codec", ["zlib", "rot13", "base64", "hex", "bz2", "uu", "punycode", "idna"])
 def test_validate_codec_that_is_no_text_encoding(codec: str, seeded: Seeded, tmp_path: Path) -> None:
-    """`encoding="zlib"` ended in a LookupError traceback: it is an unknown encoding (DESIGN §4), read as
+    """`encoding="zlib"` ended in a LookupError traceback: it is an unknown encoding (docs/design.md §4), read as
     UTF-8 with one warning naming it, and the file then validates like any other."""
     provd = _copy_of(seeded, tmp_path)
     path = tmp_path / f"{codec}.xml"

@@ -1,4 +1,4 @@
-"""The daemon's log (DESIGN §9) as an administrator reads it in `journalctl -u provd`: the real `provd run`
+"""The daemon's log (docs/design.md §9) as an administrator reads it in `journalctl -u provd`: the real `provd run`
 with its stderr captured, as the journal (`$JOURNAL_STREAM` naming the captured file) and plain.
 
 STYLE says never assert on log wording; here the log lines are the behaviour, so the tests look for the

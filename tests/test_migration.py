@@ -1,4 +1,4 @@
-"""Migration (DESIGN §5): version detection, the declared steps, dropping unknown elements, validation."""
+"""Migration (docs/design.md §5): version detection, the declared steps, dropping unknown elements, validation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Operations files (DESIGN §4): delete/replace/add by XPath, all-or-nothing per section."""
+"""Operations files (docs/design.md §4): delete/replace/add by XPath, all-or-nothing per section."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settings patch semantics (DESIGN §4): merge vs replace, leaves, keyed lists, positions, whole lists."""
+"""Settings patch semantics (docs/design.md §4): merge vs replace, leaves, keyed lists, positions, whole lists."""
 
 from __future__ import annotations
 

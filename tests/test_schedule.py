@@ -1,4 +1,4 @@
-"""Schedule arithmetic (DESIGN §7) as tables: weekdays, MAC-derived times, random delays, DST changes."""
+"""Schedule arithmetic (docs/design.md §7) as tables: weekdays, MAC-derived times, random delays, DST changes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Markers (DESIGN §4) and reference resolution (RFC 3986), as pure tables."""
+"""Markers (docs/design.md §4) and reference resolution (RFC 3986), as pure tables."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The conditional-request cache (DESIGN §7): per URL the last ETag / Last-Modified and the body, in
+"""The conditional-request cache (docs/design.md §7): per URL the last ETag / Last-Modified and the body, in
 `state_dir/http-cache/`. A 304 re-uses the body. Entries are written by temp file + rename without fsync
 (a lost cache costs a download, not correctness: it is not worth two flash syncs on a run's critical
 path); the body's size and CRC-32 are kept with the validators, so a body a crash damaged is a miss —

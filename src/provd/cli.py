@@ -1,4 +1,4 @@
-"""The `provd` command line (DESIGN §2): argument parsing, output, exit codes.
+"""The `provd` command line (docs/design.md §2): argument parsing, output, exit codes.
 
 The only place that prints for users and the only place that exits. Human output goes to stdout,
 diagnostics to stderr as one line each (`provd: error: …`, `provd: warning: …`), never a traceback for a
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("start", help="a provisioning run now: preconditions, discovery (or --url), fetch, apply")
     st.add_argument("--url", metavar="URL", help="provision from this URL (markers allowed), skipping discovery")
     st.add_argument("--dry-run", action="store_true", help="fetch and compute everything, commit nothing")
-    st.add_argument("--json", action="store_true", help="print the run report (DESIGN §8)")
+    st.add_argument("--json", action="store_true", help="print the run report (docs/design.md §8)")
     st.add_argument("--wait", type=float, metavar="SECONDS",
                     help="give up waiting for network and valid time after this long (default: wait for ever)")
 
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = _Out(args.quiet, args.verbose)
-    # `provd run` speaks through its log (DESIGN §9); a one-shot command only with -v, beside its output.
+    # `provd run` speaks through its log (docs/design.md §9); a one-shot command only with -v, beside its output.
     logged = args.command == "run" or args.verbose
     if logged:
         from provd import log
@@ -213,7 +213,7 @@ def _daemon_queued(config: Config, message: dict[str, object], args: argparse.Na
 
 
 def _daemon_apply(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
-    """`provd apply` while a daemon runs: the daemon applies it, in its queue (one writer, DESIGN §2). This
+    """`provd apply` while a daemon runs: the daemon applies it, in its queue (one writer, docs/design.md §2). This
     process reads the file, so the daemon never opens a path a client names."""
     import base64
 
@@ -417,7 +417,7 @@ def _progress(args: argparse.Namespace, out: _Out) -> Callable[[str], None]:
 
 
 def _finish(report: dict[str, object], args: argparse.Namespace, out: _Out) -> None:
-    """The end of a run: the DESIGN §8 report with --json, else warnings, errors and a summary line."""
+    """The end of a run: the docs/design.md §8 report with --json, else warnings, errors and a summary line."""
     if args.json:
         print(json.dumps(report, indent=2))
         return

@@ -1,4 +1,4 @@
-"""The daemon configuration (DESIGN §3): YAML, only what the phone image knows; every key has a default.
+"""The daemon configuration (docs/design.md §3): YAML, only what the phone image knows; every key has a default.
 
 The only module that imports yaml. Unknown keys and wrong types are errors naming the key, so a typo in
 /etc/provd/provd.yaml never silently falls back to a default.
@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "control": {"allow_file_urls": False},
     "log": {"level": "info"},
 }
-LOG_LEVELS = ("debug", "info", "warning", "error")  # the daemon's log threshold (DESIGN §9); -v, -q override
+LOG_LEVELS = ("debug", "info", "warning", "error")  # the daemon's log threshold (docs/design.md §9); -v, -q override
 
 # Keys whose value is free-form (a mapping or a list of argv strings), checked by shape only.
 _FREE = {"hooks.changed", "hooks.reboot", "ntp.servers", "sip.listen", "http.ca_file", "http.client_cert",

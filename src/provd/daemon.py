@@ -1,12 +1,12 @@
 """`provd run`: the service. Triggers (boot, schedule, check-sync, control socket, SIGHUP, retry) feed one
-runner; one run at a time, and triggers during a run coalesce into one follow-up run (DESIGN §7).
+runner; one run at a time, and triggers during a run coalesce into one follow-up run (docs/design.md §7).
 
 Structured: `serve()` owns every task in one TaskGroup, so stopping cancels all of them and none is left
 behind; a run cancelled midway has committed nothing or everything (the commit is one synchronous SQLite
 transaction that cancellation cannot split). The runner waits on an event; the scheduler sleeps until the next
 run, at most a minute at a time, so a wall clock stepped meanwhile (NTP's first sync) is noticed.
 
-One writer (DESIGN §2): while the daemon runs, `provd apply` and `provd rollback` come over the control socket
+One writer (docs/design.md §2): while the daemon runs, `provd apply` and `provd rollback` come over the control socket
 and are carried out here, in the same queue as the runs. One daemon: `runtime_dir/provd.lock` is held (flock)
 before the socket or the SIP port is touched. One failed run never ends the service: an unexpected exception
 is logged with its traceback, the run recorded as failed, and the daemon serves on.
@@ -40,7 +40,7 @@ from provd.errors import ConfigError, ControlError, ProvdError
 from provd.local import Settings, now_iso
 from provd.model import Outcome, RunReport, Trigger
 
-CHECK_SYNC_INTERVAL_S = 10.0  # at most one check-sync run started per 10 s (DESIGN §7)
+CHECK_SYNC_INTERVAL_S = 10.0  # at most one check-sync run started per 10 s (docs/design.md §7)
 Listener = Callable[[dict[str, object]], None]
 _log = log.get(__name__)
 
@@ -503,7 +503,7 @@ class Daemon:
                 await self._command(request, writer)
             except (ConnectionError, asyncio.CancelledError, TimeoutError):
                 raise
-            except Exception as exc:  # noqa: BLE001 - e.g. the store unreadable for status: answered, and the daemon serves on
+            except Exception as exc:  # noqa: BLE001 - e.g. an unreadable store: answered, serving on
                 _log.exception("unexpected error answering %s", request.cmd)
                 await _reply(writer, protocol.error(str(exc) if isinstance(exc, ProvdError) else
                                                     f"internal error: {type(exc).__name__}"))
@@ -655,7 +655,7 @@ class _SipProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         try:
             decision = self._daemon.check_sync(data, (str(addr[0]), int(addr[1])))
-        except Exception:  # noqa: BLE001 - asyncio would close the listener for good: one bad datagram must not deafen it
+        except Exception:  # noqa: BLE001 - one bad datagram must not deafen the listener
             _log.exception("unexpected error handling a datagram from %s", addr[0])
             return
         if decision.response is not None and self._transport is not None:

@@ -1,4 +1,4 @@
-"""DHCPINFORM in a short-lived child process (DESIGN §6): the only module that imports scapy.
+"""DHCPINFORM in a short-lived child process (docs/design.md §6): the only module that imports scapy.
 
 scapy costs ~0.3 s and ~45 MB to import; it builds and parses the BOOTP/DHCP payload here and never enters
 the daemon's memory. The socket work is plain: UDP 68 → 255.255.255.255:67 from the interface

@@ -1,4 +1,4 @@
-"""Preconditions and discovery (DESIGN §1 steps 1 and 2, §6): wait for the network and a valid time, then find
+"""Preconditions and discovery (docs/design.md §1 steps 1 and 2, §6): wait for the network and a valid time, then find
 the provisioning URL in a fixed sequence, reporting every source tried.
 
     interface up with an IPv4 address
@@ -30,7 +30,7 @@ from provd.model import Device, Switches
 Progress = Callable[[str], None]
 _log = log.get(__name__)
 
-# The fixed order (DESIGN §1): a stage's sources run concurrently, the first URL found ends discovery.
+# The fixed order (docs/design.md §1): a stage's sources run concurrently, the first URL found ends discovery.
 SEQUENCE: tuple[tuple[str, ...], ...] = (("dhcp",), ("redirect", "multicast"), ("configured",))
 
 

@@ -1,8 +1,8 @@
 """One provisioning run: preconditions, discovery (unless a URL is given), fetch the chain, apply it to a
 working copy, commit once, report.
 
-All or nothing (DESIGN §1 step 5): a failed download, parse or type check commits nothing; a section that
-fails migration or validation is rejected alone (DESIGN §5). The run's report is stored either way. When
+All or nothing (docs/design.md §1 step 5): a failed download, parse or type check commits nothing; a section that
+fails migration or validation is rejected alone (docs/design.md §5). The run's report is stored either way. When
 to run is the daemon's business.
 """
 
@@ -134,7 +134,7 @@ def _finish(settings: Settings, report: RunReport, *, cancelled: bool = False) -
 
 
 def _log_outcome(report: RunReport, *, cancelled: bool) -> None:
-    """The outcome line an administrator looks for (DESIGN §9), then the report's warnings and errors as
+    """The outcome line an administrator looks for (docs/design.md §9), then the report's warnings and errors as
     the CLI prints them (a hook that failed is one of the warnings)."""
     errors = list(report.errors)
     run = f"run #{report.run}"

@@ -1,4 +1,4 @@
-"""Fetching one provisioning URL with its reference chain (DESIGN §1 step 3, §4).
+"""Fetching one provisioning URL with its reference chain (docs/design.md §1 step 3, §4).
 
 Depth-first in document order: a reference file's entries are resolved against the file's own URL (after
 redirects, with the credentials it was fetched with: they go along to entries on the same origin only),
@@ -53,7 +53,7 @@ class FetchedFile:
         out: dict[str, object] = {"url": self.url, "type": self.document.kind.value if self.document else None,
                                   "status": self.status, "bytes": self.size, "cached": self.cached}
         if self.requested is not None:
-            out["requested"] = self.requested  # DESIGN §8: fields may be added, `url` keeps its meaning
+            out["requested"] = self.requested  # docs/design.md §8: fields may be added, `url` keeps its meaning
         if self.error:
             out["error"] = self.error
         return out

@@ -1,4 +1,4 @@
-"""Reading local provisioning files with the size cap (DESIGN §4: it holds for local files as well)."""
+"""Reading local provisioning files with the size cap (docs/design.md §4: it holds for local files as well)."""
 
 from __future__ import annotations
 

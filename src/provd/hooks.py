@@ -1,4 +1,4 @@
-"""Change hooks (DESIGN §1 step 6, §3 `hooks`): after a commit, each configured command runs once with the
+"""Change hooks (docs/design.md §1 step 6, §3 `hooks`): after a commit, each configured command runs once with the
 changed sections it covers in `PROVD_SECTIONS`; the reboot hook when a check-sync asks for it and one is
 configured. A failing hook is a warning in the run report, never a failed run: the settings are committed.
 

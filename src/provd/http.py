@@ -49,7 +49,7 @@ class HttpSettings:
 
 @dataclass(frozen=True)
 class Validators:
-    """What a conditional request sends back (DESIGN §7)."""
+    """What a conditional request sends back (docs/design.md §7)."""
 
     etag: str | None
     last_modified: str | None

@@ -1,4 +1,4 @@
-"""The daemon's log (DESIGN §9): stdlib `logging` to stderr, one line per event, each line led by its syslog
+"""The daemon's log (docs/design.md §9): stdlib `logging` to stderr, one line per event, each line led by its syslog
 priority (`<3>` error … `<7>` debug) when stderr is the journal, plain otherwise. Owns the handler, the
 formatter and the threshold (`log.level`, overridden by `-v` and `-q`); the modules that log only call
 `get(__name__)` and log.

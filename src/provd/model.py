@@ -56,7 +56,7 @@ class SectionChange:
 
 @dataclass
 class RunReport:
-    """One provisioning run, in the shape of DESIGN §8 (stored, printed with --json, shown by status)."""
+    """One provisioning run, in the shape of docs/design.md §8 (stored, printed with --json, shown by status)."""
 
     trigger: str
     started: str

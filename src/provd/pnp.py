@@ -1,4 +1,4 @@
-"""SIP multicast SUBSCRIBE on the wire (DESIGN §6): one UDP socket on the interface's address and
+"""SIP multicast SUBSCRIBE on the wire (docs/design.md §6): one UDP socket on the interface's address and
 `multicast.local_port`, `IP_MULTICAST_IF` set (without a default route sending to 224.0.1.75 fails), TTL 1,
 no loopback. Identical retransmits at 0, 0.5, 1.5, 3.5 s; the window closes at `multicast.timeout_s`. Each
 datagram is judged by `core.pnp`; NOTIFYs are answered to the packet's source address (not the Via: PnP

@@ -1,4 +1,4 @@
-"""The Redirect Service client (DESIGN §6): GET the `redirect.url` template, markers replaced, over HTTPS.
+"""The Redirect Service client (docs/design.md §6): GET the `redirect.url` template, markers replaced, over HTTPS.
 `200` with a body whose first non-blank line is an absolute URL → found; `204`/`404` → this device is not
 registered; anything else → the source failed (reported) and discovery goes on."""
 

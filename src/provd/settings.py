@@ -1,8 +1,8 @@
 """The settings engine: apply parsed provisioning documents to a working copy of the settings.
 
 Per section: detect the version, migrate step by step, merge or replace, drop what the current XSD does
-not know, validate; a section that fails is rejected alone (DESIGN §5) and the working copy keeps its
-previous state. Operations are all-or-nothing per section (DESIGN §4). Nothing here writes anywhere: the
+not know, validate; a section that fails is rejected alone (docs/design.md §5) and the working copy keeps its
+previous state. Operations are all-or-nothing per section (docs/design.md §4). Nothing here writes anywhere: the
 caller commits `WorkingCopy.changed()` to the store in one transaction.
 """
 
@@ -191,7 +191,7 @@ def _apply_section(catalog: Catalog, wc: WorkingCopy, el: Element, default_merge
 
 
 def _detect_version(catalog: Catalog, name: str, el: Element) -> str:
-    """DESIGN §5: validate against the known XSDs, newest first; a partial merge patch fails every XSD
+    """docs/design.md §5: validate against the known XSDs, newest first; a partial merge patch fails every XSD
     whose required elements it lacks, so the next test is whether a version knows every element it has;
     none → the oldest."""
     newest_first = list(reversed(catalog.versions(name)))

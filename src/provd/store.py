@@ -1,4 +1,4 @@
-"""The settings store (DESIGN §3): SQLite in WAL mode with synchronous=FULL, one transaction per commit.
+"""The settings store (docs/design.md §3): SQLite in WAL mode with synchronous=FULL, one transaction per commit.
 
 The only module that imports sqlite3. Each commit is a generation holding the sections it changed; the state
 at a generation is, per section, the newest row at or before it. The last `KEEP` generations stay for

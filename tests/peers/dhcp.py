@@ -21,7 +21,7 @@ from tests.peers.http import PeerStartError
 from tests.peers.netns import NetnsPair, NsProcess, Side, bound_ports, has_packet_socket
 
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
-VENDOR_CLASS_PREFIX = "auerswald-"  # DESIGN §3: dhcp.vendor_class defaults to "auerswald-<type>"
+VENDOR_CLASS_PREFIX = "auerswald-"  # docs/design.md §3: dhcp.vendor_class defaults to "auerswald-<type>"
 
 
 class DhcpKind(Enum):

@@ -1,4 +1,4 @@
-"""Retry timing (DESIGN §7): exponential backoff with full jitter, and `Retry-After`. Pure: the random
+"""Retry timing (docs/design.md §7): exponential backoff with full jitter, and `Retry-After`. Pure: the random
 draw and the current time are parameters."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SIP NOTIFY check-sync (DESIGN §6, §7): what to answer and what to do. Pure apart from the small state it
+"""SIP NOTIFY check-sync (docs/design.md §6, §7): what to answer and what to do. Pure apart from the small state it
 keeps (a transaction cache), with the time as a parameter.
 
 Accepted: a NOTIFY with `Event: check-sync` (parameters such as `reboot=true` allowed) or `resync`, from an
@@ -53,7 +53,7 @@ class Decision:
     body: bytes | None = None
     reboot: bool = False  # after the action, run the reboot hook (when configured)
     retransmission: bool = False
-    event: str | None = None  # the Event header's package, for the log line (DESIGN §9)
+    event: str | None = None  # the Event header's package, for the log line (docs/design.md §9)
 
 
 def allowed(source_ip: str, allowlist: tuple[str, ...]) -> bool:
@@ -156,7 +156,7 @@ def _answer(message: sip.SipRequest, status: int, action: Action, reason: str, *
 
 
 def _notify_sync(message: sip.SipRequest, root: Element, source_ip: str, reboot: bool) -> Decision:
-    """The vendor's body: `reboot` and `checkSync` are sibling choices (FORMAT.md §2.4)."""
+    """The vendor's body: `reboot` and `checkSync` are sibling choices (docs/format.md §2.4)."""
     if root.find("reboot") is not None:
         return _answer(message, 200, Action.REBOOT, f"notifySync reboot from {source_ip}", reboot=True)
     check = root.find("checkSync")

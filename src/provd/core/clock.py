@@ -1,4 +1,4 @@
-"""Whether the phone's clock may be trusted (DESIGN §1 step 1, §6; PROTOCOLS.md §4.2). Pure: the NTP
+"""Whether the phone's clock may be trusted (docs/design.md §1 step 1, §6; docs/protocols.md §4.2). Pure: the NTP
 samples, the local time and the build date are parameters.
 
 provd never provisions with an unknown time: certificate checks depend on it, and a phone whose RTC reset
@@ -56,5 +56,5 @@ def judge(samples: list[NtpSample], *, max_offset_s: float, now: float, build_ti
 
 
 def precondition_delay(attempt: int) -> float:
-    """Seconds before re-checking the preconditions: 1 s doubling up to 15 s (DESIGN §1)."""
+    """Seconds before re-checking the preconditions: 1 s doubling up to 15 s (docs/design.md §1)."""
     return float(min(15, 2 ** max(0, attempt - 1)))

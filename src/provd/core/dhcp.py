@@ -1,4 +1,4 @@
-"""DHCP answers → a provisioning URL (DESIGN §1 step 2.1, §6; PROTOCOLS.md §3). Pure.
+"""DHCP answers → a provisioning URL (docs/design.md §1 step 2.1, §6; docs/protocols.md §3). Pure.
 
 Option 43 is read as Auerswald sub-options (0x42 → 66, 0x43 → 67; code byte, length byte with or without
 the trailing NUL, text; pad 0x00 and end 0xFF honoured) and overrides 66/67 field by field. Truncation is
@@ -103,7 +103,7 @@ def url_from_answer(answer: DhcpAnswer) -> DhcpUrl:
 
 
 def join(base: str, path: str) -> str | None:
-    """66 + 67 with exactly one `/` between them (PROTOCOLS.md §3.4)."""
+    """66 + 67 with exactly one `/` between them (docs/protocols.md §3.4)."""
     if not base and not path:
         return None
     if path and _SCHEME.match(path):
@@ -145,7 +145,7 @@ _STATEMENT = re.compile(r"^\s*(?:option\s+)?([\w-]+)\s+(.*?);\s*$")
 
 
 def parse_dhclient_lease(text: str) -> DhcpAnswer | None:
-    """The last `lease { }` of an ISC dhclient lease file (DESIGN `dhcp.mode: lease:PATH`)."""
+    """The last `lease { }` of an ISC dhclient lease file (docs/design.md §3, `dhcp.mode: lease:PATH`)."""
     leases: list[list[str]] = []
     current: list[str] | None = None
     for line in text.splitlines():  # line by line: quoted values may hold braces ("prov/{mac}.xml")

@@ -88,7 +88,7 @@ def detect_kind(root: Element, *, source: str, sections: frozenset[str]) -> Docu
 def _normalise_encoding(data: bytes, source: str, warnings: list[str]) -> bytes:
     """Hand libxml2 UTF-8 (or an encoding it declares correctly).
 
-    The vendor's own examples declare `encoding="utf=8"`, which no parser knows: DESIGN §4 says read such
+    The vendor's own examples declare `encoding="utf=8"`, which no parser knows: docs/design.md §4 says read such
     files as UTF-8 and warn. Known non-UTF-8 encodings (UTF-16 with a BOM, ISO-8859-1, ...) are transcoded
     here, so the later checks only ever see ASCII-compatible bytes.
     """
@@ -113,7 +113,7 @@ def _normalise_encoding(data: bytes, source: str, warnings: list[str]) -> bytes:
         codec_name = codecs.lookup(name).name
         # zlib, rot13, base64, hex, bz2, uu, quopri are bytes↔bytes or str↔str transforms: decode() raises
         # LookupError for them (not for empty input, hence the probe byte). As text encodings they are
-        # unknown, so DESIGN §4's rule for an unknown encoding applies to them as to "utf=8".
+        # unknown, so docs/design.md §4's rule for an unknown encoding applies to them as to "utf=8".
         if codec_name in _NOT_CHARSETS:
             raise LookupError(name)
         # UnicodeError: a character set in which one byte is no character (UTF-16, UTF-32): _transcode decides

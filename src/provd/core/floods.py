@@ -1,4 +1,4 @@
-"""How many log lines a flood of packets from one sender may cost (DESIGN §9: at most one line per second
+"""How many log lines a flood of packets from one sender may cost (docs/design.md §9: at most one line per second
 per sender; the rest counted and summarised). Pure: the time is a parameter; the daemon logs.
 
 Every line written for a sender (an event's own line or a summary) opens a new window for it; events

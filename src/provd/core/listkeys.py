@@ -1,4 +1,4 @@
-"""How merge recognises list entries: the key table (DESIGN §4), data in one place.
+"""How merge recognises list entries: the key table (docs/design.md §4), data in one place.
 
 A path names an element by its tags from the section root; `*` matches any one tag. An entry keyed by an
 attribute is matched on that attribute and replaced whole (or appended). `POSITION` matches the n-th entry

@@ -1,4 +1,4 @@
-"""Marker replacement in URLs (DESIGN §4): device data in place of `<SERIAL>`/`{serial}`,
+"""Marker replacement in URLs (docs/design.md §4): device data in place of `<SERIAL>`/`{serial}`,
 `<HWTYP>`/`{type}` and `<MACADR>`/`{mac}`. Pure.
 
 Markers are replaced before a URL is resolved against its base. Values are percent-encoded, so a serial

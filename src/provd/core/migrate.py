@@ -1,4 +1,4 @@
-"""Declarative migration steps between consecutive settings versions (DESIGN §5), and applying them.
+"""Declarative migration steps between consecutive settings versions (docs/design.md §5), and applying them.
 
 The steps live as data in `schemas/migrations/<from>_<to>.xml`, each with a note saying why; this module
 reads that data and applies it to a section element in place. Paths are relative to the section root,

@@ -1,4 +1,4 @@
-"""Operations files (DESIGN §4): `delete`, `replace`, `add` by absolute XPath, in document order.
+"""Operations files (docs/design.md §4): `delete`, `replace`, `add` by absolute XPath, in document order.
 
 The first XPath step names the section; a trailing `/` (the vendor writes paths that way) is ignored.
 Operations address the current settings and are never migrated. This module applies the operations of one

@@ -1,4 +1,4 @@
-"""Settings-patch semantics (DESIGN §4): merge or replace, per section.
+"""Settings-patch semantics (docs/design.md §4): merge or replace, per section.
 
 Merge walks the patch with the section's `Shape` (from its XSD): a leaf present in the patch overwrites its
 counterpart, containers are merged recursively, absent leaves and sub-trees stay, list entries are matched

@@ -1,4 +1,4 @@
-"""SIP plug-and-play (RFC 6080 `ua-profile`, the dialect phones use; DESIGN §6, PROTOCOLS.md §1). Pure:
+"""SIP plug-and-play (RFC 6080 `ua-profile`, the dialect phones use; docs/design.md §6, docs/protocols.md §1). Pure:
 the SUBSCRIBE to send and the verdict on each datagram that comes back.
 
 The SUBSCRIBE goes from UDP 5060 with 5060 in Via and Contact (the only choice every known PnP server

@@ -1,4 +1,4 @@
-"""When the next scheduled run is (DESIGN §7, `provisioning/execution`). Pure: `now` and the random draw
+"""When the next scheduled run is (docs/design.md §7, `provisioning/execution`). Pure: `now` and the random draw
 are parameters.
 
 Weekdays and an `HH:MM` time in the phone's local time zone; an empty time means a per-device time in

@@ -1,6 +1,6 @@
 """What a settings version knows: the element/attribute tree read from its XSD, and pruning to it.
 
-DESIGN §5: after the last migration step, elements the current XSD does not know are dropped (and
+docs/design.md §5: after the last migration step, elements the current XSD does not know are dropped (and
 reported). libxml2 validates but cannot say "this element is unknown, drop it"; this walker reads the
 restricted XSD subset of `docs/schema-conventions.md` into a `Shape` tree that can. Pure.
 """
