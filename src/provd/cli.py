@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return code
         from provd import local
 
-        settings = local.Settings(cfg)
+        settings = local.Settings(cfg, read_only=args.command in _READERS)
         try:
             handler = _COMMANDS[args.command]
             return handler(settings, args, out)
@@ -436,6 +436,9 @@ def _cmd_rollback(settings: Settings, args: argparse.Namespace, out: _Out) -> in
         out.info(f"rolled back to generation {args.generation} as generation {gen} ({', '.join(sections)})")
     return 0
 
+
+# Commands that only read the store: it is opened read-only, so they work on a full or read-only disk.
+_READERS = frozenset({"show", "backup", "history", "status"})
 
 _VIA_DAEMON: dict[str, Callable[[Config, argparse.Namespace, _Out], int | None]] = {
     "start": _daemon_start,

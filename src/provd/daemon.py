@@ -125,6 +125,7 @@ class Daemon:
     # --- the service ------------------------------------------------------------------------------------
 
     async def serve(self) -> None:
+        self.settings.store.mark_interrupted()  # runs a killed provd left "running" (DESIGN §3)
         runtime = self.config.runtime_dir
         runtime.mkdir(parents=True, exist_ok=True)
         path = runtime / "provd.sock"
