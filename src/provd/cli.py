@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return code
         from provd import local
 
-        settings = local.Settings(cfg)
+        settings = local.Settings(cfg, read_only=args.command in _READERS)
         try:
             handler = _COMMANDS[args.command]
             return handler(settings, args, out)
@@ -496,6 +496,8 @@ def _print_rollback(target: int, gen: int | None, sections: list[str], out: _Out
     else:
         out.info(f"rolled back to generation {target} as generation {gen} ({', '.join(sections)})")
 
+# Commands that only read the store: it is opened read-only, so they work on a full or read-only disk.
+_READERS = frozenset({"show", "backup", "history", "status"})
 
 _VIA_DAEMON: dict[str, Callable[[Config, argparse.Namespace, _Out], int | None]] = {
     "start": _daemon_start,

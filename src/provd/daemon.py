@@ -158,10 +158,10 @@ class Daemon:
         runtime = self.config.runtime_dir
         lock = _take_lock(runtime)  # before anything is touched: a second daemon stops here
         try:
-            marked = self.settings.store.mark_interrupted(now_iso())
+            marked = self.settings.store.mark_interrupted()  # runs a killed provd left "running" (docs/design.md §3)
             if marked:
-                _log.warning("run %s was left running by an earlier provd: marked "
-                                                    "interrupted", ", ".join(f"#{n}" for n in marked))
+                _log.warning("run %s was left running by an earlier provd: marked interrupted",
+                             ", ".join(f"#{n}" for n in marked))
             path = control.socket_path(runtime)
             try:
                 path.unlink(missing_ok=True)  # left by a killed daemon: the lock says nobody serves it

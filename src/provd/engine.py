@@ -9,8 +9,9 @@ to run is the daemon's business.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
-from provd import __version__, device, discovery, hooks, log
+from provd import __version__, device, discovery, hooks, log, xmltree
 from provd.cache import HttpCache
 from provd.config import Config
 from provd.core.documents import Document, DocumentKind, parse_document
@@ -75,11 +76,15 @@ async def run(settings: Settings, *, trigger: str, url: str | None = None, resto
         if restore is not None:
             report.source = "explicit"
             report.url = "check-sync body"
-            doc = parse_document(restore, source="check-sync body", max_bytes=int(config.get("http.max_file_bytes")),
-                                 sections=settings.catalog.sections)
+            def parse_restore() -> list[Document]:
+                return [parse_document(restore, source="check-sync body",
+                                       max_bytes=int(config.get("http.max_file_bytes")),
+                                       sections=settings.catalog.sections)]
+
+            [doc] = parse_restore()
             if doc.kind is DocumentKind.REFERENCE:
                 raise RefusedDocument("a reference file is refused as a manual restore", source=doc.source)
-            settings.apply_documents([doc], report, progress=progress)
+            settings.apply_documents([doc], report, progress=progress, again=parse_restore)
             await _after_commit(settings, report, reboot)
             return _finish(settings, report)
         dev = device.device_from_config(config)
@@ -102,7 +107,7 @@ async def run(settings: Settings, *, trigger: str, url: str | None = None, resto
                     raise DiscoveryError("no provisioning URL: every source came up empty (see attempts)")
                 candidates = found.candidates
             documents = await _fetch(settings, client, dev, candidates, report, progress)
-        settings.apply_documents(documents, report, progress=progress)
+        settings.apply_documents(documents, report, progress=progress, again=_unconsumed(settings, documents))
         await _after_commit(settings, report, reboot)
     except PreconditionsNotMet as exc:
         report.outcome = Outcome.WAITING
@@ -123,6 +128,20 @@ async def run(settings: Settings, *, trigger: str, url: str | None = None, resto
         _finish(settings, report, cancelled=True)
         raise
     return _finish(settings, report)
+
+
+def _unconsumed(settings: Settings, documents: list[Document]) -> Callable[[], list[Document]]:
+    """The documents again, as they are now, for a re-apply after a commit conflict (docs/design.md §2): applying
+    consumes them (a merge moves the patch's entries), so their XML is kept as bytes (smaller than a copy
+    of the trees) and parsed again only if needed."""
+    kept = [(xmltree.to_bytes(doc.root), doc.source) for doc in documents]
+    limit = max([int(settings.config.get("http.max_file_bytes")), *(len(data) for data, _ in kept)])
+
+    def again() -> list[Document]:
+        return [parse_document(data, source=source, max_bytes=limit, sections=settings.catalog.sections)
+                for data, source in kept]
+
+    return again
 
 
 def _finish(settings: Settings, report: RunReport, *, cancelled: bool = False) -> RunReport:

@@ -23,7 +23,10 @@
     │   └── PreconditionsNotMet     network or valid time still missing when a bounded wait ended
     ├── RefusedDocument             a well-formed file of a type this door does not take (reference in apply)
     ├── StoreError                  the settings store cannot be opened, is corrupt, or a write failed
-    │   └── UnknownGeneration       rollback to a generation that is not kept
+    │   ├── UnknownGeneration       rollback to a generation that is not kept
+    │   ├── StoreFull               the disk under state_dir is full: nothing was written
+    │   ├── StoreReadOnly           state_dir is read-only (a read-only mount): reads work, writes do not
+    │   └── StoreConflict           a section this commit writes was committed by another writer since it was read
     ├── UnknownSection              `show` of a section provd does not have
     └── ControlError                the control socket: a bad request, a daemon that answers wrongly or not
                                     at all, a second daemon, a runtime_dir that cannot be used
@@ -199,6 +202,20 @@ class StoreError(ProvdError):
 
 class UnknownGeneration(StoreError):
     pass
+
+
+class StoreFull(StoreError):
+    retryable = True  # space may be freed
+
+
+class StoreReadOnly(StoreError):
+    pass
+
+
+class StoreConflict(StoreError):
+    """Another writer committed a section this commit writes after this one read it (docs/design.md §2, one writer)."""
+
+    retryable = True
 
 
 class UnknownSection(ProvdError):

@@ -4,6 +4,7 @@ history, rollback. One `Settings` object per command ties the catalog, the store
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from provd import xmltree
 from provd.config import Config
 from provd.core import diff
 from provd.core.documents import Document, DocumentKind, parse_document
-from provd.errors import ProvdError, RefusedDocument, UnknownSection
+from provd.errors import ProvdError, RefusedDocument, StoreConflict, StoreError, UnknownSection
 from provd.files import read_capped
 from provd.model import Outcome, RunReport, SectionChange, Switches, Trigger
 from provd.schemas import Catalog
@@ -40,9 +41,12 @@ def now_iso() -> str:
 
 
 class Settings:
-    def __init__(self, config: Config, catalog: Catalog | None = None) -> None:
+    def __init__(self, config: Config, catalog: Catalog | None = None, *, read_only: bool = False) -> None:
+        """`read_only`: the store is opened for reading only (`show`, `backup`, `history`, `status`), so
+        these work on a full or read-only disk."""
         self.config = config
         self.catalog = catalog or Catalog()
+        self.read_only = read_only
         self._store: Store | None = None
 
     @property
@@ -51,7 +55,8 @@ class Settings:
             factory: dict[str, tuple[str, Payload]] = {
                 name: (self.catalog.current(name), xmltree.Serialized(self.catalog.default(name)))
                        for name in sorted(self.catalog.sections)}
-            self._store = Store.open(self.config.state_dir / "settings.db", factory)
+            opener = Store.open_reader if self.read_only else Store.open
+            self._store = opener(self.config.state_dir / "settings.db", factory)
         return self._store
 
     def close(self) -> None:
@@ -86,6 +91,7 @@ class Settings:
         """
         report = RunReport(trigger=Trigger.APPLY.value, started=now_iso(), source="explicit", url=url)
         report.run = self.store.begin_run(report.trigger, report.started)
+        failed = False
         try:
             if data is None:
                 assert path is not None
@@ -97,24 +103,53 @@ class Settings:
             if doc.kind is DocumentKind.REFERENCE:
                 raise RefusedDocument("a reference file cannot be applied manually (restore backup refuses "
                                       "the reference type); nothing was changed", source=name)
-            self.apply_documents([doc], report, progress=progress)
+            kept = data
+            self.apply_documents([doc], report, progress=progress, again=lambda: [
+                parse_document(kept, source=name, max_bytes=self.config.max_file_bytes,
+                               sections=self.catalog.sections)])
         except ProvdError as exc:
             report.outcome = Outcome.FAILED
             report.errors.append(str(exc))
+            failed = True
+            raise
+        except BaseException:
+            failed = True
             raise
         finally:
             report.finished = now_iso()
-            self.store.finish_run(report.run, report.to_json())
+            if failed:
+                with contextlib.suppress(StoreError):  # the first failure is the one to tell (a full disk)
+                    self.store.finish_run(report.run, report.to_json())
+            else:
+                self.store.finish_run(report.run, report.to_json())
         return report
 
     def apply_documents(self, documents: list[Document], report: RunReport, *,
-                        progress: Progress = _quiet) -> None:
+                        progress: Progress = _quiet, again: Callable[[], list[Document]] | None = None) -> None:
         """Apply `documents` in order to one working copy and commit it as one generation (unless the
         report is a dry run, which gets the per-section diff instead).
 
+        One writer without a daemon (docs/design.md §2): the commit checks that no section it writes was committed
+        by another process since this run read it. On such a conflict the run is applied once more on the
+        fresh state, from `again()` (the same documents unconsumed: applying consumes them); a second
+        conflict, or none to re-apply, fails the run with StoreConflict and nothing committed.
+
         Raises:
             DocumentError: a document as a whole was unusable; nothing is committed.
+            StoreConflict: see above. StoreError: the commit failed.
         """
+        marks = (len(report.changes), len(report.warnings), len(report.errors))
+        try:
+            self._apply_once(documents, report, progress)
+        except StoreConflict as exc:
+            if again is None:
+                raise
+            del report.changes[marks[0]:], report.warnings[marks[1]:], report.errors[marks[2]:]
+            progress(f"  conflict: {exc}; applying again on the fresh state")
+            self._apply_once(again(), report, progress)
+            report.warnings.append(f"another writer committed meanwhile; applied again on its result ({exc})")
+
+    def _apply_once(self, documents: list[Document], report: RunReport, progress: Progress) -> None:
         store = self.store
         wc = WorkingCopy(self.catalog, store.section)
         for doc in documents:
@@ -135,7 +170,7 @@ class Settings:
                 report.diff.append(diff.diff(before, serialized.element).to_json())
         elif changed:
             report.generation = store.commit(changed, trigger=report.trigger, source=report.url or "",
-                                             report=report.to_json())
+                                             report=report.to_json(), read_at=wc.read_at)
         wc.release()
 
     def section_xml(self, name: str, generation: int | None = None) -> str:
@@ -184,16 +219,27 @@ class Settings:
         return '<?xml version="1.0" encoding="utf-8"?>\n' + xmltree.serialize(root)
 
     def rollback(self, generation: int) -> tuple[int | None, list[str]]:
-        """Restore the state of `generation` as a new generation; (None, []) when it equals the current."""
+        """Restore the state of `generation` as a new generation; (None, []) when it equals the current.
+
+        The sections to restore are found by comparing with the current state, and the commit checks that
+        none of them was committed since (docs/design.md §2): a rollback never silently undoes a change that landed
+        while it ran. On such a conflict it is not re-applied (it would undo a change nobody has seen):
+        it fails with StoreConflict, nothing changed, and can be given again after `provd history`.
+
+        Raises:
+            UnknownGeneration, StoreConflict, StoreError.
+        """
         store = self.store
         store.check_generation(generation)
         target = store.state(generation)
         now = store.state()
         changed: dict[str, tuple[str, Payload]] = {
-            name: (row.version, BytesPayload(row.xml)) for name, row in target.items() if now.get(name) != row}
+            name: (row.version, BytesPayload(row.xml)) for name, row in target.items()
+            if name not in now or (now[name].version, now[name].xml) != (row.version, row.xml)}
         if not changed:
             return None, []
         report = {"trigger": Trigger.ROLLBACK.value, "rollback_to": generation, "sections_changed": sorted(changed)}
+        read_at = {name: now[name].generation if name in now else 0 for name in changed}
         gen = store.commit(changed, trigger=Trigger.ROLLBACK.value, source=f"generation {generation}",
-                           report=report)
+                           report=report, read_at=read_at)
         return gen, sorted(changed)

@@ -33,12 +33,15 @@ class WorkingCopy:
         self._sections: dict[str, Element] = {}
         self._defaults: set[str] = set()  # sections the store does not have: compared with the default
         self._dirty: set[str] = set()
+        self.read_at: dict[str, int] = {}  # section -> generation of the row read (0: none), for the commit
 
     def get(self, name: str) -> Element:
         """The current state of `name`; callers copy before changing it."""
         el = self._sections.get(name)
         if el is None:
             stored = self._load(name)
+            # The first read counts: the run's result for `name` is computed from that row.
+            self.read_at.setdefault(name, stored.generation if stored else 0)
             if stored is None:
                 el = self._catalog.default(name)
                 self._defaults.add(name)
