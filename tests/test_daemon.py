@@ -469,7 +469,8 @@ def test_unexpected_error_in_a_run_does_not_end_the_daemon(tmp_path: Path, serve
     report = final["report"]
     assert isinstance(report, dict) and report["outcome"] == "failed"
     assert "internal error: UnicodeEncodeError" in str(report["errors"])
-    assert settings.store.last_run()["outcome"] == "failed"  # recorded, not left "running"
+    last = settings.store.last_run()
+    assert last is not None and last["outcome"] == "failed"  # recorded, not left "running"
     events.clear()
     asyncio.run(service._run(daemon_mod.RunRequest(Trigger.CLI, url=served.http_url + "after.xml",
                                                    listeners=[events.append])))
