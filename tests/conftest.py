@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -67,3 +68,22 @@ def write(tmp_path: Path) -> WriteFile:
         return path
 
     return _write
+
+
+def provd_at(dest: Path) -> Provd:
+    """A `provd` whose configuration and store live under `dest` (the store is created on first use), with
+    files up to 64 MiB allowed (the big contact lists of the crash and concurrency tests)."""
+    dest.mkdir(parents=True)
+    config = dest / "provd.yaml"
+    config.write_text(f"paths: {{state_dir: {dest / 'state'}, runtime_dir: {dest / 'run'}}}\n"
+                      f"http: {{max_file_bytes: {64 << 20}}}\n")
+    return Provd(config, dest / "state")
+
+
+def clone_store(src: Provd, dest: Path) -> Provd:
+    """A fresh copy of the store files of `src` (settings.db and any -wal/-shm) under `dest`."""
+    provd = provd_at(dest)
+    provd.state.mkdir()
+    for f in sorted(src.state.glob("settings.db*")):
+        shutil.copy2(f, provd.state / f.name)
+    return provd

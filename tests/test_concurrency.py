@@ -18,29 +18,12 @@ import pytest
 from provd.errors import StoreConflict
 from provd.store import BytesPayload, Store
 
-from .conftest import Provd
+from .conftest import Provd, clone_store, provd_at
 from .contactgen import contact_list_xml
 
 BIG = 30_000  # ~12 MB of XML: its apply runs long enough for a small one to start and finish inside it
 ROUNDS = 4
-MAX_BYTES = 64 << 20
 LONE = "z0001"  # the one-contact patch's id, not among the big patch's c00001…
-
-
-def _provd_at(dest: Path) -> Provd:
-    dest.mkdir(parents=True)
-    config = dest / "provd.yaml"
-    config.write_text(f"paths: {{state_dir: {dest / 'state'}, runtime_dir: {dest / 'run'}}}\n"
-                      f"http: {{max_file_bytes: {MAX_BYTES}}}\n")
-    return Provd(config, dest / "state")
-
-
-def _clone(src: Provd, dest: Path) -> Provd:
-    provd = _provd_at(dest)
-    provd.state.mkdir()
-    for f in sorted(src.state.glob("settings.db*")):
-        shutil.copy2(f, provd.state / f.name)
-    return provd
 
 
 def _spawn(provd: Provd, *args: str) -> subprocess.Popen[str]:
@@ -60,18 +43,18 @@ def test_two_applies_on_one_section_both_keep_their_change(tmp_path: Path) -> No
     big = tmp_path / "big.xml"
     big.write_bytes(contact_list_xml(BIG))
     one = _one_contact(tmp_path)
-    base = _provd_at(tmp_path / "base")
+    base = provd_at(tmp_path / "base")
     base.backup()  # creates the store
 
     # How long the big apply takes alone here: the small one is started at fractions of that.
-    timing = _clone(base, tmp_path / "timing")
+    timing = clone_store(base, tmp_path / "timing")
     started = time.monotonic()
     timing.run("-q", "apply", str(big), check=0, timeout=120)
     run_time = time.monotonic() - started
 
     conflicts = 0
     for n in range(ROUNDS):
-        provd = _clone(base, tmp_path / f"round{n}")
+        provd = clone_store(base, tmp_path / f"round{n}")
         first = _spawn(provd, "apply", str(big))
         delay = run_time * n / (ROUNDS + 1)  # the stagger is the test's parameter, not a wait for anything
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -96,16 +79,16 @@ def test_rollback_during_an_apply_is_not_undone_by_it(tmp_path: Path) -> None:
     rollback after the apply's commit restores the old state whole. Never the apply's stale read."""
     big = tmp_path / "big.xml"
     big.write_bytes(contact_list_xml(BIG))
-    base = _provd_at(tmp_path / "base")
+    base = provd_at(tmp_path / "base")
     base.run("-q", "apply", str(_one_contact(tmp_path)), check=0)  # generation 2
-    timing = _clone(base, tmp_path / "timing")
+    timing = clone_store(base, tmp_path / "timing")
     started = time.monotonic()
     timing.run("-q", "apply", str(big), check=0, timeout=120)
     run_time = time.monotonic() - started
 
     orders = []
     for n in range(ROUNDS):
-        provd = _clone(base, tmp_path / f"round{n}")
+        provd = clone_store(base, tmp_path / f"round{n}")
         apply = _spawn(provd, "apply", str(big))
         with contextlib.suppress(subprocess.TimeoutExpired):  # the stagger is the test's parameter
             apply.wait(timeout=run_time * (n + 1) / (ROUNDS + 1))

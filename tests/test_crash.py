@@ -17,30 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import VENDOR, Provd
+from .conftest import VENDOR, Provd, clone_store, provd_at
 from .contactgen import contact_list_xml
 
 ROUNDS = int(os.environ.get("PROVD_CRASH_ROUNDS", "50"))
 CONTACTS = 20_000  # ~8 MB of XML, a commit of the same size
-MAX_BYTES = 64 << 20
-
-
-def _provd_at(dest: Path) -> Provd:
-    """A `provd` whose configuration and store live under `dest` (the store is created on first use)."""
-    dest.mkdir(parents=True)
-    config = dest / "provd.yaml"
-    config.write_text(f"paths: {{state_dir: {dest / 'state'}, runtime_dir: {dest / 'run'}}}\n"
-                      f"http: {{max_file_bytes: {MAX_BYTES}}}\n")
-    return Provd(config, dest / "state")
-
-
-def _clone(src: Provd, dest: Path) -> Provd:
-    """A fresh copy of the store files of `src` (settings.db and any -wal/-shm) under `dest`."""
-    provd = _provd_at(dest)
-    provd.state.mkdir()
-    for f in sorted(src.state.glob("settings.db*")):
-        shutil.copy2(f, provd.state / f.name)
-    return provd
 
 
 def _start_apply(provd: Provd, path: Path) -> subprocess.Popen[bytes]:
@@ -62,12 +43,12 @@ def test_sigkill_during_apply_leaves_state_a_or_b(tmp_path: Path) -> None:
     large = tmp_path / "contacts.xml"
     large.write_bytes(contact_list_xml(CONTACTS))
 
-    seed = _provd_at(tmp_path / "a")
+    seed = provd_at(tmp_path / "a")
     seed.run("apply", str(VENDOR / "music.xml"), check=0)
     backup_a = seed.backup()
 
     # State B, computed in its own copy; the same run measures how long a whole apply takes.
-    full = _clone(seed, tmp_path / "b")
+    full = clone_store(seed, tmp_path / "b")
     started = time.monotonic()
     proc = _start_apply(full, large)
     _, stderr = proc.communicate(timeout=60)
@@ -88,7 +69,7 @@ def test_sigkill_during_apply_leaves_state_a_or_b(tmp_path: Path) -> None:
     outcomes = {"A": 0, "B": 0}
     killed_after_commit = 0
     for n, fraction in enumerate(fractions):
-        store = _clone(seed, tmp_path / f"round{n}")
+        store = clone_store(seed, tmp_path / f"round{n}")
         delay = fraction * estimate
         started = time.monotonic()
         proc = _start_apply(store, large)
