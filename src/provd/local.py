@@ -92,21 +92,28 @@ class Settings:
         report = RunReport(trigger=Trigger.APPLY.value, started=now_iso(), source="explicit", url=url)
         report.run = self.store.begin_run(report.trigger, report.started)
         failed = False
+
+        def load() -> Document:
+            # A path is read again for a re-apply after a commit conflict rather than kept: holding a 4 MiB
+            # file's bytes for the whole apply would add them to its peak memory.
+            if data is not None:
+                raw = data
+            else:
+                assert path is not None, "apply_data needs the bytes or the path"
+                raw = read_capped(path, self.config.max_file_bytes)
+            sizes.append(len(raw))
+            return parse_document(raw, source=name, max_bytes=self.config.max_file_bytes,
+                                  sections=self.catalog.sections)
+
+        sizes: list[int] = []
         try:
-            if data is None:
-                assert path is not None
-                data = read_capped(path, self.config.max_file_bytes)
-            doc = parse_document(data, source=name, max_bytes=self.config.max_file_bytes,
-                                 sections=self.catalog.sections)
-            report.files = [{"url": url, "type": doc.kind.value, "status": None, "bytes": len(data),
+            doc = load()
+            report.files = [{"url": url, "type": doc.kind.value, "status": None, "bytes": sizes[0],
                              "cached": False}]
             if doc.kind is DocumentKind.REFERENCE:
                 raise RefusedDocument("a reference file cannot be applied manually (restore backup refuses "
                                       "the reference type); nothing was changed", source=name)
-            kept = data
-            self.apply_documents([doc], report, progress=progress, again=lambda: [
-                parse_document(kept, source=name, max_bytes=self.config.max_file_bytes,
-                               sections=self.catalog.sections)])
+            self.apply_documents([doc], report, progress=progress, again=lambda: [load()])
         except ProvdError as exc:
             report.outcome = Outcome.FAILED
             report.errors.append(str(exc))
