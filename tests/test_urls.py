@@ -46,7 +46,7 @@ BASE = "https://prov.example.com/phones/site1/provisioning.xml"
 @pytest.mark.parametrize(("reference", "expected"), [
     pytest.param("common.xml", "https://prov.example.com/phones/site1/common.xml", id="same-directory"),
     pytest.param("models/D400.xml", "https://prov.example.com/phones/site1/models/D400.xml", id="subdirectory"),
-    pytest.param("../shared.xml", "https://prov.example.com/phones/shared.xml", id="parent"),
+    pytest.param("../common.xml", "https://prov.example.com/phones/common.xml", id="parent"),
     pytest.param("/x/y.xml", "https://prov.example.com/x/y.xml", id="absolute-path-same-host"),
     pytest.param("https://other.example/a.xml", "https://other.example/a.xml", id="full-url"),
     pytest.param("//cdn.example/a.xml", "https://cdn.example/a.xml", id="network-path"),
