@@ -113,9 +113,9 @@ def phases(config: Path, path: Path) -> dict[str, float]:
     """Where one apply's time goes, in this process: the same functions `provd apply` calls, timed one by
     one (a fresh store copy each time; interpreter start-up and imports are the rest of the wall time)."""
     from provd import config as config_mod
-    from provd.local import Settings
     from provd.model import RunReport
-    from provd.settings import WorkingCopy, apply_document
+    from provd.settings.apply import WorkingCopy, apply_document
+    from provd.settings.phone import Settings
 
     times: dict[str, float] = {}
 

@@ -35,10 +35,12 @@ REDIRECT_DELAY = 1.5
 
 def inner(config: str, mode: str) -> None:
     """Runs inside the client namespace: one discovery, timed; prints JSON."""
-    from provd import __version__, device, discovery, engine
+    from provd import __version__
     from provd import config as configuration
-    from provd.http import HttpClient
-    from provd.local import Settings
+    from provd.run import device, provision
+    from provd.settings.phone import Settings
+    from provd.sources import discovery
+    from provd.transport.http import HttpClient
 
     settings = Settings(configuration.load(config))
     switches = settings.discovery_switches()
@@ -46,7 +48,7 @@ def inner(config: str, mode: str) -> None:
     dev = device.device_from_config(cfg)
 
     async def run() -> dict[str, object]:
-        async with HttpClient(engine.http_settings(cfg, device.user_agent(cfg, dev, __version__))) as client:
+        async with HttpClient(provision.http_settings(cfg, device.user_agent(cfg, dev, __version__))) as client:
             ctx = discovery.Context(config=cfg, device=dev, switches=switches, client=client,
                                     progress=lambda _line: None)
             started = time.monotonic()

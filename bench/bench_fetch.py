@@ -175,7 +175,7 @@ def write_config(path: Path, state: Path, ca: Path, concurrency: int) -> None:
 
 
 def client_main(config_path: str, url: str, process: str) -> int:
-    """One fetch phase built as the engine builds it (engine.http_settings, engine.limits, HttpCache in
+    """One fetch phase built as the engine builds it (provision.http_settings, provision.limits, HttpCache in
     state_dir/http-cache), timed from the call to ChainFetcher.fetch to its return.
     Prints one JSON object: wall ms, the process's CPU ms in that time (all threads), each file's completion
     time (ms after the call) and the files' report.
@@ -183,13 +183,14 @@ def client_main(config_path: str, url: str, process: str) -> int:
     `process` "daemon": first an untimed GET of a refused loopback port through a throwaway HttpClient, so
     what a process does once (httpcore imports its anyio backend on the first connection, ~20 ms) is done, as
     in a daemon that has run before; "fresh": nothing before, as `provd start` without a daemon."""
-    from provd import __version__, device, engine
+    from provd import __version__
     from provd import config as provd_config
-    from provd.cache import HttpCache
     from provd.errors import FetchError
-    from provd.fetch import ChainFetcher
-    from provd.http import HttpClient, RunBudget
-    from provd.schemas import Catalog
+    from provd.run import device, provision
+    from provd.settings.catalog import Catalog
+    from provd.transport.cache import HttpCache
+    from provd.transport.chain import ChainFetcher
+    from provd.transport.http import HttpClient, RunBudget
 
     cfg = provd_config.load(config_path)
     catalog = Catalog()
@@ -205,14 +206,14 @@ def client_main(config_path: str, url: str, process: str) -> int:
 
     async def fetch() -> tuple[float, float, list[dict[str, object]]]:
         nonlocal t0
-        settings = engine.http_settings(cfg, device.user_agent(cfg, dev, __version__))
+        settings = provision.http_settings(cfg, device.user_agent(cfg, dev, __version__))
         if process == "daemon":
             async with HttpClient(settings) as earlier:
                 with contextlib.suppress(FetchError):
                     await earlier.get("http://127.0.0.1:9/", validators=None, budget=RunBudget(1))
         async with HttpClient(settings) as client:
             fetcher = ChainFetcher(client=client, cache=HttpCache(cfg.state_dir / "http-cache"), device=dev,
-                                   catalog=catalog, limits=engine.limits(cfg), progress=progress)
+                                   catalog=catalog, limits=provision.limits(cfg), progress=progress)
             cpu = time.process_time()
             t0 = time.perf_counter()
             files = await fetcher.fetch(url)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from provd.schemas import Catalog
+from provd.settings.catalog import Catalog
 from tests.peers.http import http_peers, served  # noqa: F401
 from tests.peers.netbench import check_sync, dhcp_server, netns, ntp_server, pnp_responder, prov_http, redirect_service  # noqa: F401
 

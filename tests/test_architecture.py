@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "provd"
 
 # The core may use lxml trees only through provd.xmltree, and nothing that touches the outside world.
 CORE_FORBIDDEN = {"os", "socket", "asyncio", "sqlite3", "httpx", "subprocess", "pathlib", "time", "yaml",
-                  "scapy", "ntplib", "xmlschema", "lxml", "provd.store", "provd.config", "provd.schemas"}
+                  "scapy", "ntplib", "xmlschema", "lxml", "provd.settings", "provd.config"}
 
 ADAPTERS = {"sqlite3": {"store.py"}, "yaml": {"config.py"}, "httpx": {"http.py"}, "scapy": {"dhcp_child.py"},
             "ntplib": {"ntp.py"}}

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from provd.errors import StoreConflict
-from provd.store import BytesPayload, Store
+from provd.settings.store import BytesPayload, Store
 
 from .conftest import Provd, clone_store, provd_at
 from .contactgen import contact_list_xml

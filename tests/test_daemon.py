@@ -448,10 +448,10 @@ def test_unexpected_error_in_a_run_does_not_end_the_daemon(tmp_path: Path, serve
     recorded as failed, the client answered, and the daemon's queue goes on with the next run. In process,
     with the one function that raised replaced by one that still does."""
     from provd import config as config_mod
-    from provd import daemon as daemon_mod
-    from provd import discovery
-    from provd.local import Settings
     from provd.model import Trigger
+    from provd.service import daemon as daemon_mod
+    from provd.settings.phone import Settings
+    from provd.sources import discovery
 
     served.write("after.xml", keys(8, "after"))
     provd = configure(tmp_path)

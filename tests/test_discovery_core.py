@@ -8,7 +8,7 @@ from typing import Any, cast
 import pytest
 
 from provd.core import clock, pnp, sip
-from provd.discovery import Attempt, Context, Source, discover
+from provd.sources.discovery import Attempt, Context, Source, discover
 
 NOW = 1_800_000_000.0
 BUILD = 1_790_000_000.0

@@ -12,7 +12,7 @@ from provd.errors import (
     UnknownDocumentType,
     UnsafeDocument,
 )
-from provd.schemas import Catalog
+from provd.settings.catalog import Catalog
 
 
 def parse(catalog: Catalog, data: bytes, max_bytes: int = 1 << 20) -> tuple[DocumentKind, list[str]]:

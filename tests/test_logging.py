@@ -335,7 +335,7 @@ def test_one_line(message: str, line: str) -> None:
     pytest.param(logging.CRITICAL, True, "<3>provd: error: run #1 applied", id="critical-is-an-error"),
 ])
 def test_line_formatter(level: int, journal: bool, line: str) -> None:
-    record = logging.LogRecord("provd.engine", level, __file__, 1, "run #%d %s", (1, "applied"), None)
+    record = logging.LogRecord("provd.run.provision", level, __file__, 1, "run #%d %s", (1, "applied"), None)
     assert provd_log.LineFormatter(journal=journal).format(record) == line
 
 

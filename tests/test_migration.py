@@ -6,7 +6,7 @@ import pytest
 
 from provd.core.versions import resolve_version
 from provd.model import ChangeAction
-from provd.schemas import Catalog
+from provd.settings.catalog import Catalog
 
 from .enginehelp import apply_text, values
 

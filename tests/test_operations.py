@@ -6,7 +6,7 @@ import pytest
 
 from provd.core.operations import normalise_path
 from provd.model import ChangeAction
-from provd.schemas import Catalog
+from provd.settings.catalog import Catalog
 
 from .enginehelp import apply_text, values
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from provd.model import ChangeAction
-from provd.schemas import Catalog
+from provd.settings.catalog import Catalog
 
 from .enginehelp import apply_text, section, values
 

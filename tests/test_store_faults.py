@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from provd import config as config_mod
-from provd import engine
 from provd.errors import StoreError
-from provd.local import Settings
 from provd.model import RunReport
+from provd.run import provision
+from provd.settings.phone import Settings
 
 from .conftest import Provd
 from .contactgen import contact_list_xml
@@ -97,7 +97,7 @@ def test_full_disk_run_commit_raises_only_store_errors(tmp_path: Path) -> None:
             _fill(disk, 128 << 10)
             outcome: object
             try:
-                outcome = asyncio.run(engine.run(settings, trigger="cli", url=patch.as_uri()))
+                outcome = asyncio.run(provision.run(settings, trigger="cli", url=patch.as_uri()))
             except StoreError as exc:
                 outcome = exc
             if isinstance(outcome, StoreError):

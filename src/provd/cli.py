@@ -19,8 +19,8 @@ from provd.errors import PreconditionsNotMet, ProvdError
 
 if TYPE_CHECKING:
     from provd.config import Config
-    from provd.discovery import Discovery
-    from provd.local import Settings
+    from provd.settings.phone import Settings
+    from provd.sources.discovery import Discovery
 
 
 class _Out:
@@ -111,9 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = via_daemon(cfg, args, out)
             if code is not None:
                 return code
-        from provd import local
+        from provd.settings import phone
 
-        settings = local.Settings(cfg, read_only=args.command in _READERS)
+        settings = phone.Settings(cfg, read_only=args.command in _READERS)
         try:
             handler = _COMMANDS[args.command]
             return handler(settings, args, out)
@@ -167,7 +167,7 @@ def _cmd_validate(settings: Settings, args: argparse.Namespace, out: _Out) -> in
 
 
 def _cmd_apply(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
-    from provd import hooks
+    from provd.run import hooks
 
     report = settings.apply(Path(args.file), progress=_progress(args, out))
     if report.generation is not None:
@@ -191,13 +191,13 @@ def _daemon_queued(config: Config, message: dict[str, object], args: argparse.Na
     Raises:
         ControlError: the daemon refused the request, broke off, or went silent.
     """
-    from provd import control
     from provd.core import control as protocol
     from provd.errors import ControlError
+    from provd.service import control_client
 
     progress = _progress(args, out)
     try:
-        for event in control.exchange(control.socket_path(config.runtime_dir), message,
+        for event in control_client.exchange(control_client.socket_path(config.runtime_dir), message,
                                       timeout=protocol.EVENT_TIMEOUT_S):
             if event.get("event") == "progress":
                 progress(str(event.get("line")))
@@ -207,7 +207,7 @@ def _daemon_queued(config: Config, message: dict[str, object], args: argparse.Na
                 payload = event if final != "report" else event.get("report")
                 if isinstance(payload, dict):
                     return payload
-    except control.NoDaemon:
+    except control_client.NoDaemon:
         return None
     raise ControlError(f"the daemon closed the control socket without a {final}")
 
@@ -217,7 +217,7 @@ def _daemon_apply(config: Config, args: argparse.Namespace, out: _Out) -> int | 
     process reads the file, so the daemon never opens a path a client names."""
     import base64
 
-    from provd.files import read_capped
+    from provd.transport.files import read_capped
 
     path = Path(args.file)
     data = read_capped(path, config.max_file_bytes)
@@ -243,9 +243,9 @@ def _cmd_start(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
     """No daemon runs: the same run in this process."""
     import asyncio
 
-    from provd import engine
+    from provd.run import provision
 
-    report = asyncio.run(engine.run(settings, trigger="cli", url=args.url, dry_run=args.dry_run,
+    report = asyncio.run(provision.run(settings, trigger="cli", url=args.url, dry_run=args.dry_run,
                                     progress=_progress(args, out), wait_until=_deadline(args))).to_json()
     return _end_of_run(report, args, out)
 
@@ -260,7 +260,7 @@ def _cmd_run(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
     import asyncio
     import signal
 
-    from provd.daemon import Daemon
+    from provd.service.daemon import Daemon
 
     async def serve() -> None:
         daemon = Daemon(settings)
@@ -275,12 +275,12 @@ def _cmd_run(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
 
 
 def _daemon_status(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
-    from provd import control
     from provd.errors import ControlError
+    from provd.service import control_client
 
     try:
-        status = next(control.exchange(control.socket_path(config.runtime_dir), {"cmd": "status"}), None)
-    except control.NoDaemon:
+        status = next(control_client.exchange(control_client.socket_path(config.runtime_dir), {"cmd": "status"}), None)
+    except control_client.NoDaemon:
         return None
     if status is None:
         raise ControlError("the daemon closed the control socket without a status")
@@ -320,14 +320,14 @@ def _daemon_check_sync(config: Config, args: argparse.Namespace, out: _Out) -> i
     """A NOTIFY from the phone's SIP stack on stdin; the SIP response to send back on stdout."""
     import base64
 
-    from provd import control
+    from provd.service import control_client
 
     args.data = sys.stdin.buffer.read()  # read once: the in-process path needs it too
     try:
-        answer = next(control.exchange(control.socket_path(config.runtime_dir),
+        answer = next(control_client.exchange(control_client.socket_path(config.runtime_dir),
                                        {"cmd": "check-sync", "source": args.source, "port": args.port,
                                         "data": base64.b64encode(args.data).decode()}), {})
-    except control.NoDaemon:
+    except control_client.NoDaemon:
         return None
     response = answer.get("response")
     if isinstance(response, str):
@@ -345,8 +345,8 @@ def _cmd_check_sync(settings: Settings, args: argparse.Namespace, out: _Out) -> 
     import os
     import time
 
-    from provd import engine, hooks
     from provd.core.checksync import Action, CheckSyncHandler
+    from provd.run import hooks, provision
 
     decision = CheckSyncHandler(settings.catalog.sections).handle(
         args.data, source=(args.source, args.port), policy=settings.check_sync_policy(), now=time.monotonic())
@@ -360,7 +360,7 @@ def _cmd_check_sync(settings: Settings, args: argparse.Namespace, out: _Out) -> 
     if decision.action is Action.REBOOT:
         hooks.run_reboot_hook(settings.config)
     elif decision.action is not Action.NONE:
-        asyncio.run(engine.run(settings, trigger="check-sync", url=decision.url,
+        asyncio.run(provision.run(settings, trigger="check-sync", url=decision.url,
                                restore=decision.body if decision.action is Action.RESTORE else None,
                                reboot=decision.reboot))
     return 0
@@ -389,12 +389,14 @@ def _cmd_discover(settings: Settings, args: argparse.Namespace, out: _Out) -> in
 
 
 async def _discover(settings: Settings, args: argparse.Namespace, out: _Out) -> Discovery | str:
-    from provd import __version__, device, discovery, engine
-    from provd.http import HttpClient
+    from provd import __version__
+    from provd.run import device, provision
+    from provd.sources import discovery
+    from provd.transport.http import HttpClient
 
     config = settings.config
     dev = device.device_from_config(config)
-    async with HttpClient(engine.http_settings(config, device.user_agent(config, dev, __version__))) as client:
+    async with HttpClient(provision.http_settings(config, device.user_agent(config, dev, __version__))) as client:
         ctx = discovery.Context(config=config, device=dev, switches=settings.discovery_switches(), client=client,
                                 progress=_progress(args, out))
         try:

@@ -1,8 +1,9 @@
 """The control socket's protocol (README "Control socket"): names, limits and the typed check of every request.
 
-Pure: bytes in, a `Request` (or a ControlError naming what is wrong) out. The daemon serves it, `provd.control`
-speaks it as a client; no other module knows the socket's file name or the message shapes. One request line
-(a JSON object) per connection, then the daemon's answer lines (`{"event": …}`) until it closes.
+Pure: bytes in, a `Request` (or a ControlError naming what is wrong) out. The daemon serves it,
+`provd.service.control_client` speaks it as a client; no other module knows the socket's file name or the
+message shapes. One request line (a JSON object) per connection, then the daemon's answer lines
+(`{"event": …}`) until it closes.
 """
 
 from __future__ import annotations

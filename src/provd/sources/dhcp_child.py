@@ -4,7 +4,7 @@ scapy costs ~0.3 s and ~45 MB to import; it builds and parses the BOOTP/DHCP pay
 the daemon's memory. The socket work is plain: UDP 68 → 255.255.255.255:67 from the interface
 (SO_BINDTODEVICE), the unicast DHCPACK read on the same socket, three tries. Usage:
 
-    python -m provd.dhcp_child IFACE ADDRESS MAC VENDOR_CLASS FIRST_WAIT_S
+    python -m provd.sources.dhcp_child IFACE ADDRESS MAC VENDOR_CLASS FIRST_WAIT_S
 
 Prints one JSON object: {"answer": {...} | null, "tries": n, "server": ip} or {"error": "..."}.
 """

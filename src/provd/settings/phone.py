@@ -15,11 +15,11 @@ from provd.config import Config
 from provd.core import diff
 from provd.core.documents import Document, DocumentKind, parse_document
 from provd.errors import ProvdError, RefusedDocument, StoreConflict, StoreError, UnknownSection
-from provd.files import read_capped
 from provd.model import Outcome, RunReport, SectionChange, Switches, Trigger
-from provd.schemas import Catalog
-from provd.settings import WorkingCopy, apply_document, check_document
-from provd.store import BytesPayload, Payload, Store
+from provd.settings.apply import WorkingCopy, apply_document, check_document
+from provd.settings.catalog import Catalog
+from provd.settings.store import BytesPayload, Payload, Store
+from provd.transport.files import read_capped
 from provd.xmltree import Element
 
 if TYPE_CHECKING:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from provd import __version__, device, discovery, hooks, log, xmltree
-from provd.cache import HttpCache
+from provd import __version__, log, xmltree
 from provd.config import Config
 from provd.core.documents import Document, DocumentKind, parse_document
 from provd.core.markers import replace_markers
@@ -26,10 +25,13 @@ from provd.errors import (
     ProvdError,
     RefusedDocument,
 )
-from provd.fetch import ChainFetcher, FetchedFile, Limits
-from provd.http import HttpClient, HttpSettings
-from provd.local import Progress, Settings, now_iso
 from provd.model import Device, Outcome, RunReport
+from provd.run import device, hooks
+from provd.settings.phone import Progress, Settings, now_iso
+from provd.sources import discovery
+from provd.transport.cache import HttpCache
+from provd.transport.chain import ChainFetcher, FetchedFile, Limits
+from provd.transport.http import HttpClient, HttpSettings
 
 _log = log.get(__name__)
 

@@ -1,4 +1,4 @@
-"""DHCP as a discovery source: a DHCPINFORM through the short-lived child (`provd.dhcp_child`), or an ISC
+"""DHCP as a discovery source: a DHCPINFORM through the short-lived child (`provd.sources.dhcp_child`), or an ISC
 dhclient lease file (`dhcp.mode: lease:PATH`). Returns the answer for `core.dhcp` to turn into a URL."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ async def inform(*, interface: str, address: str, mac: str, vendor_class: str, f
         DhcpUnavailable.
     """
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "provd.dhcp_child", interface, address, mac, vendor_class, str(first_wait),
+        sys.executable, "-m", "provd.sources.dhcp_child", interface, address, mac, vendor_class, str(first_wait),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await proc.communicate()

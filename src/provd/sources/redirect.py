@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from provd.errors import FetchError, FetchStatusError
-from provd.http import HttpClient, RunBudget
+from provd.transport.http import HttpClient, RunBudget
 
 _ABSOLUTE = re.compile(r"^https?://[^/\s]+\S*$", re.IGNORECASE)
 

@@ -16,8 +16,8 @@ from provd.core import migrate, operations, patch, shape, versions
 from provd.core.documents import Document, DocumentKind
 from provd.errors import DocumentError, RefusedDocument, SchemaError
 from provd.model import ChangeAction, SectionChange
-from provd.schemas import Catalog
-from provd.store import StoredSection
+from provd.settings.catalog import Catalog
+from provd.settings.store import StoredSection
 from provd.xmltree import Element, element_children
 
 # A stored section, or None when the store has none (the factory default then).

@@ -31,14 +31,16 @@ from pathlib import Path
 from typing import cast
 from zoneinfo import ZoneInfo
 
-from provd import __version__, control, device, engine, hooks, log, sdnotify
+from provd import __version__, log
 from provd.core import backoff, floods, schedule
 from provd.core import control as protocol
 from provd.core.checksync import Action, CheckSyncHandler, Decision
 from provd.core.urls import redact
 from provd.errors import ConfigError, ControlError, ProvdError
-from provd.local import Settings, now_iso
 from provd.model import Outcome, RunReport, Trigger
+from provd.run import device, hooks, provision
+from provd.service import control_client, sdnotify
+from provd.settings.phone import Settings, now_iso
 
 CHECK_SYNC_INTERVAL_S = 10.0  # at most one check-sync run started per 10 s (docs/design.md §7)
 Listener = Callable[[dict[str, object]], None]
@@ -162,7 +164,7 @@ class Daemon:
             if marked:
                 _log.warning("run %s was left running by an earlier provd: marked interrupted",
                              ", ".join(f"#{n}" for n in marked))
-            path = control.socket_path(runtime)
+            path = control_client.socket_path(runtime)
             try:
                 path.unlink(missing_ok=True)  # left by a killed daemon: the lock says nobody serves it
                 server = await asyncio.start_unix_server(self._client, path=str(path),
@@ -182,7 +184,7 @@ class Daemon:
         try:
             sip_transport = await self._open_sip_listener()
             _log.info("provd %s started: config %s, control socket %s, check-sync listener %s, pid %d", __version__,
-                      self.config.path or "(none: defaults)", control.socket_path(self.config.runtime_dir),
+                      self.config.path or "(none: defaults)", control_client.socket_path(self.config.runtime_dir),
                       self.config.get("sip.listen") or "off", os.getpid())
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -308,7 +310,7 @@ class Daemon:
                 if report is None:
                     return
             else:
-                report = await engine.run(self.settings, trigger=request.trigger.value, url=request.url,
+                report = await provision.run(self.settings, trigger=request.trigger.value, url=request.url,
                                           restore=request.restore, dry_run=request.dry_run, reboot=request.reboot,
                                           progress=progress)
         except asyncio.CancelledError:
@@ -519,8 +521,8 @@ class Daemon:
 
     def _file_urls_allowed(self, writer: asyncio.StreamWriter) -> bool:
         """`file:` URLs make the root daemon read a local file: only for a root peer (SO_PEERCRED), or when
-        control.allow_file_urls says every member of the socket's group may."""
-        if self.config.get("control.allow_file_urls") is True:
+        control_client.allow_file_urls says every member of the socket's group may."""
+        if self.config.get("control_client.allow_file_urls") is True:
             return True
         sock = writer.get_extra_info("socket")
         if sock is None:
@@ -609,7 +611,7 @@ def _take_lock(runtime: Path) -> int:
     Raises:
         ControlError: runtime_dir cannot be created or written, or another daemon holds the lock.
     """
-    lock = control.lock_path(runtime)
+    lock = control_client.lock_path(runtime)
     try:
         runtime.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)

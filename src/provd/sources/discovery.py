@@ -19,13 +19,14 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from provd import BUILD_DATE, __version__, dhcp_inform, log, netif, ntp, pnp, redirect
+from provd import BUILD_DATE, __version__, log
 from provd.config import Config
 from provd.core import clock, dhcp, markers
 from provd.core.urls import redact
 from provd.errors import FetchError, PreconditionsNotMet
-from provd.http import HttpClient
 from provd.model import Device, Switches
+from provd.sources import dhcp_inform, multicast, netif, ntp, redirect
+from provd.transport.http import HttpClient
 
 Progress = Callable[[str], None]
 _log = log.get(__name__)
@@ -196,7 +197,7 @@ async def _source_multicast(ctx: Context) -> Attempt:
         return Attempt("multicast", "skipped", "provisioning/pbx is false")
     cfg = ctx.config
     try:
-        outcome = await pnp.lookup(
+        outcome = await multicast.lookup(
             local_ip=ctx.address, mac=ctx.device.mac, local_port=int(cfg.get("multicast.local_port")),
             group=str(cfg.get("multicast.group")), port=int(cfg.get("multicast.port")),
             window_s=float(cfg.get("multicast.timeout_s")), vendor=str(cfg.get("multicast.vendor")),

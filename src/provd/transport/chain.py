@@ -18,14 +18,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from provd.cache import HttpCache
 from provd.core import markers, urls
 from provd.core.documents import Document, DocumentKind, parse_document
 from provd.errors import FetchURLError, ProvdError, ReferenceChainError, SchemaError
-from provd.files import read_capped
-from provd.http import HttpClient, RunBudget, Validators
 from provd.model import Device
-from provd.schemas import Catalog
+from provd.settings.catalog import Catalog
+from provd.transport.cache import HttpCache
+from provd.transport.files import read_capped
+from provd.transport.http import HttpClient, RunBudget, Validators
 
 Progress = Callable[[str], None]
 
