@@ -212,7 +212,7 @@ def client_main(config_path: str, url: str, process: str) -> int:
                 with contextlib.suppress(FetchError):
                     await earlier.get("http://127.0.0.1:9/", validators=None, budget=RunBudget(1))
         async with HttpClient(settings) as client:
-            fetcher = ChainFetcher(client=client, cache=HttpCache(cfg.state_dir / "http-cache"), device=dev,
+            fetcher = ChainFetcher(client=client, cache=HttpCache(cfg.paths.state_dir / "http-cache"), device=dev,
                                    catalog=catalog, limits=provision.limits(cfg), progress=progress)
             cpu = time.process_time()
             t0 = time.perf_counter()

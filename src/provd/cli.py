@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         cfg = config.load(args.config)
         if logged:
-            log.set_level(log.threshold(cfg.get("log.level"), verbose=args.verbose, quiet=args.quiet))
+            log.set_level(log.threshold(cfg.log.level, verbose=args.verbose, quiet=args.quiet))
         via_daemon = _VIA_DAEMON.get(args.command)
         if via_daemon is not None:  # the daemon does the work: no lxml, no store in this process
             code = via_daemon(cfg, args, out)
@@ -197,7 +197,7 @@ def _daemon_queued(config: Config, message: dict[str, object], args: argparse.Na
 
     progress = _progress(args, out)
     try:
-        for event in control_client.exchange(control_client.socket_path(config.runtime_dir), message,
+        for event in control_client.exchange(control_client.socket_path(config.paths.runtime_dir), message,
                                       timeout=protocol.EVENT_TIMEOUT_S):
             if event.get("event") == "progress":
                 progress(str(event.get("line")))
@@ -220,7 +220,7 @@ def _daemon_apply(config: Config, args: argparse.Namespace, out: _Out) -> int | 
     from provd.transport.files import read_capped
 
     path = Path(args.file)
-    data = read_capped(path, config.max_file_bytes)
+    data = read_capped(path, config.http.max_file_bytes)
     report = _daemon_queued(config, {"cmd": "apply", "data": base64.b64encode(data).decode(), "name": str(path),
                                      "url": path.resolve().as_uri()}, args, out)
     if report is None:
@@ -279,7 +279,8 @@ def _daemon_status(config: Config, args: argparse.Namespace, out: _Out) -> int |
     from provd.service import control_client
 
     try:
-        status = next(control_client.exchange(control_client.socket_path(config.runtime_dir), {"cmd": "status"}), None)
+        status = next(control_client.exchange(control_client.socket_path(config.paths.runtime_dir),
+                                              {"cmd": "status"}), None)
     except control_client.NoDaemon:
         return None
     if status is None:
@@ -324,7 +325,7 @@ def _daemon_check_sync(config: Config, args: argparse.Namespace, out: _Out) -> i
 
     args.data = sys.stdin.buffer.read()  # read once: the in-process path needs it too
     try:
-        answer = next(control_client.exchange(control_client.socket_path(config.runtime_dir),
+        answer = next(control_client.exchange(control_client.socket_path(config.paths.runtime_dir),
                                        {"cmd": "check-sync", "source": args.source, "port": args.port,
                                         "data": base64.b64encode(args.data).decode()}), {})
     except control_client.NoDaemon:

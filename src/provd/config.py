@@ -1,79 +1,121 @@
 """The daemon configuration (docs/design.md §3): YAML, only what the phone image knows; every key has a default.
 
-The only module that imports yaml. Unknown keys and wrong types are errors naming the key, so a typo in
-/etc/provd/provd.yaml never silently falls back to a default.
+The only module that imports yaml. The result is typed and frozen: one NamedTuple per section, so a caller
+writes `config.http.timeout_s` and gets a float, never a cast. Unknown keys and wrong types are errors naming
+the key, so a typo in /etc/provd/provd.yaml never silently falls back to a default. (NamedTuples, not
+dataclasses: `provd start` talking to the daemon loads little more than this module, and dataclasses would
+cost it ~15 ms of imports and class creation.)
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
 
 from provd.errors import ConfigError
 
-if TYPE_CHECKING:
-    from pathlib import Path
-
 DEFAULT_PATH = "/etc/provd/provd.yaml"
 MODELS = ("D100", "D110", "D200", "D210", "D400", "D600")
-
-DEFAULTS: dict[str, Any] = {
-    "device": {"type": "D400", "serial": "0000000000", "mac": "auto", "interface": "eth0",
-               "firmware": "2.12A-00000"},
-    "paths": {"state_dir": "/var/lib/provd", "runtime_dir": "/run/provd"},
-    "ntp": {"servers": ["pool.ntp.org"], "max_offset_s": 5.0, "timeout_s": 3.0, "required": True},
-    "dhcp": {"mode": "inform", "timeout_s": 3.0, "vendor_class": "auerswald-<type>"},
-    "redirect": {"url": "https://connect.redirect.auerswald.de/?mac={mac}&serial={serial}&type={type}",
-                 "timeout_s": 5.0},
-    "multicast": {"group": "224.0.1.75", "port": 5060, "local_port": 5060, "timeout_s": 5.0,
-                  "vendor": "Auerswald"},
-    "sip": {"listen": None},
-    "http": {"timeout_s": 30.0, "max_file_bytes": 4194304, "max_run_bytes": 33554432, "concurrency": 4,
-             "ca_file": None, "client_cert": None, "client_key": None, "user_agent": None},
-    "references": {"max_depth": 8, "max_files": 64},
-    "hooks": {"changed": {}, "reboot": None},
-    "control": {"allow_file_urls": False},
-    "log": {"level": "info"},
-}
 LOG_LEVELS = ("debug", "info", "warning", "error")  # the daemon's log threshold (docs/design.md §9); -v, -q override
+DHCP_MODES = "inform, lease:PATH or off"
 
-# Keys whose value is free-form (a mapping or a list of argv strings), checked by shape only.
-_FREE = {"hooks.changed", "hooks.reboot", "ntp.servers", "sip.listen", "http.ca_file", "http.client_cert",
-         "http.client_key", "http.user_agent"}
+Argv = tuple[str, ...]
 
 
-class Config:
-    """The merged configuration; sections are plain dicts after checking (read-only by convention).
-    A plain class, not a dataclass: `provd start` talking to the daemon loads little more than this
-    module, and importing dataclasses alone costs it 7 ms."""
+class DeviceConfig(NamedTuple):
+    type: str = "D400"  # marker {type}; one of MODELS
+    serial: str = "0000000000"
+    mac: str = "auto"  # "auto": the interface's address
+    interface: str = "eth0"
+    firmware: str = "2.12A-00000"
 
-    __slots__ = ("data", "path")
 
-    def __init__(self, data: dict[str, Any], path: str | None) -> None:
-        self.data = data
-        self.path = path
+class PathsConfig(NamedTuple):
+    state_dir: Path = Path("/var/lib/provd")
+    runtime_dir: Path = Path("/run/provd")
 
-    def get(self, dotted: str) -> Any:
-        node: Any = self.data
-        for part in dotted.split("."):
-            node = node[part]
-        return node
 
-    @property
-    def state_dir(self) -> Path:
-        from pathlib import Path
+class NtpConfig(NamedTuple):
+    servers: tuple[str, ...] = ("pool.ntp.org",)
+    max_offset_s: float = 5.0
+    timeout_s: float = 3.0
+    required: bool = True
 
-        return Path(os.path.expanduser(str(self.get("paths.state_dir"))))
 
-    @property
-    def runtime_dir(self) -> Path:
-        from pathlib import Path
+class DhcpConfig(NamedTuple):
+    mode: str = "inform"  # inform | lease:PATH | off
+    timeout_s: float = 3.0
+    vendor_class: str = "auerswald-<type>"
 
-        return Path(os.path.expanduser(str(self.get("paths.runtime_dir"))))
 
-    @property
-    def max_file_bytes(self) -> int:
-        return int(self.get("http.max_file_bytes"))
+class RedirectConfig(NamedTuple):
+    url: str = "https://connect.redirect.auerswald.de/?mac={mac}&serial={serial}&type={type}"
+    timeout_s: float = 5.0
+
+
+class MulticastConfig(NamedTuple):
+    group: str = "224.0.1.75"
+    port: int = 5060
+    local_port: int = 5060
+    timeout_s: float = 5.0
+    vendor: str = "Auerswald"
+
+
+class SipConfig(NamedTuple):
+    listen: str | None = None  # HOST:PORT of the daemon's own check-sync listener
+
+
+class HttpConfig(NamedTuple):
+    timeout_s: float = 30.0
+    max_file_bytes: int = 4194304
+    max_run_bytes: int = 33554432
+    concurrency: int = 4  # at least 1 once loaded
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    user_agent: str | None = None
+
+
+class ReferencesConfig(NamedTuple):
+    max_depth: int = 8
+    max_files: int = 64
+
+
+class HooksConfig(NamedTuple):
+    changed: Mapping[str, Argv] = {}  # section name or "*" → argv
+    reboot: Argv | None = None
+
+
+class ControlConfig(NamedTuple):
+    allow_file_urls: bool = False
+
+
+class LogConfig(NamedTuple):
+    level: str = "info"  # one of LOG_LEVELS
+
+
+class Config(NamedTuple):
+    """The whole configuration; `path` is the file it came from (None: all defaults)."""
+
+    device: DeviceConfig = DeviceConfig()
+    paths: PathsConfig = PathsConfig()
+    ntp: NtpConfig = NtpConfig()
+    dhcp: DhcpConfig = DhcpConfig()
+    redirect: RedirectConfig = RedirectConfig()
+    multicast: MulticastConfig = MulticastConfig()
+    sip: SipConfig = SipConfig()
+    http: HttpConfig = HttpConfig()
+    references: ReferencesConfig = ReferencesConfig()
+    hooks: HooksConfig = HooksConfig()
+    control: ControlConfig = ControlConfig()
+    log: LogConfig = LogConfig()
+    path: str | None = None
+
+
+_SECTIONS: dict[str, type[tuple[object, ...]]] = {
+    name: type(default) for name, default in Config._field_defaults.items() if name != "path"}
 
 
 def load(path: str | None) -> Config:
@@ -90,13 +132,18 @@ def load(path: str | None) -> Config:
     except FileNotFoundError:
         if explicit:
             raise ConfigError("configuration file not found", path=target) from None
-        return Config(_merge(DEFAULTS, {}, "", target), None)
+        return Config()
     except OSError as exc:
         raise ConfigError(f"cannot read configuration: {exc.strerror}", path=target) from exc
     return parse(text, source=target)
 
 
 def parse(text: str, *, source: str) -> Config:
+    """The configuration in `text` (YAML) over the defaults.
+
+    Raises:
+        ConfigError: not YAML, unknown key, wrong type or value; the message names the key.
+    """
     import yaml  # only the config reader needs it
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it
@@ -110,43 +157,94 @@ def parse(text: str, *, source: str) -> Config:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("the configuration must be a mapping", path=source)
-    data = _merge(DEFAULTS, raw, "", source)
-    device = data["device"]
-    if device["type"] not in MODELS:
-        raise ConfigError(f"device.type must be one of {', '.join(MODELS)}, not {device['type']!r}", path=source)
-    if data["log"]["level"] not in LOG_LEVELS:
-        raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}, not {data['log']['level']!r}",
+    for key in raw:
+        if key not in _SECTIONS:
+            raise ConfigError(f"unknown key {key}", path=source)
+    sections: dict[str, object] = {}
+    for name, cls in _SECTIONS.items():
+        given = raw.get(name, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"{name} must be a mapping", path=source)
+        sections[name] = _section(cls, name, given, source)
+    config = Config(**sections, path=source)  # type: ignore[arg-type]  # each value checked by _section
+    if config.http.concurrency < 1:  # 0 means "as few as possible": one connection
+        config = config._replace(http=config.http._replace(concurrency=1))
+    if config.device.type not in MODELS:
+        raise ConfigError(f"device.type must be one of {', '.join(MODELS)}, not {config.device.type!r}",
                           path=source)
-    return Config(data, source)
+    if config.log.level not in LOG_LEVELS:
+        raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}, not {config.log.level!r}",
+                          path=source)
+    return config
 
 
-def _merge(defaults: dict[str, Any], given: dict[str, Any], prefix: str, source: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _section(cls: type[tuple[object, ...]], name: str, given: dict[object, object], source: str) -> object:
+    defaults: dict[str, object] = getattr(cls, "_field_defaults")  # noqa: B009 - a NamedTuple class
     for key in given:
         if key not in defaults:
-            raise ConfigError(f"unknown key {prefix}{key}", path=source)
+            raise ConfigError(f"unknown key {name}.{key}", path=source)
+    values: dict[str, object] = {}
     for key, default in defaults.items():
-        dotted = f"{prefix}{key}"
-        if key not in given:
-            out[key] = default
-            continue
-        value = given[key]
-        if dotted in _FREE:
-            out[key] = value
-        elif isinstance(default, dict):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{dotted} must be a mapping", path=source)
-            out[key] = _merge(default, value, dotted + ".", source)
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{dotted} must be true or false", path=source)
-            out[key] = value
-        elif isinstance(default, int | float):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigError(f"{dotted} must be a non-negative number", path=source)
-            out[key] = type(default)(value)
-        else:
-            if not isinstance(value, str):
-                raise ConfigError(f"{dotted} must be a string", path=source)
-            out[key] = value
+        if key in given:
+            values[key] = _value(f"{name}.{key}", default, given[key], source)
+    return cls(**values)
+
+
+def _value(dotted: str, default: object, value: object, source: str) -> object:
+    """`value` checked against the type of `default` (and the few free-form keys by their shape)."""
+    checker = _FREE.get(dotted)
+    if checker is not None:
+        return checker(dotted, value, source)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{dotted} must be true or false", path=source)
+        return value
+    if isinstance(default, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"{dotted} must be a non-negative number", path=source)
+        return type(default)(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{dotted} must be a string", path=source)
+    if isinstance(default, Path):
+        return Path(os.path.expanduser(value))
+    return value
+
+
+def _optional_str(dotted: str, value: object, source: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ConfigError(f"{dotted} must be a string", path=source)
+
+
+def _strings(dotted: str, value: object, source: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list):
+        raise ConfigError(f"{dotted} must be a list of strings", path=source)
+    return tuple(str(v) for v in value)
+
+
+def _argv(dotted: str, value: object, source: str) -> Argv | None:
+    """A command as a list of arguments; empty or null means none."""
+    if value is None:
+        return None
+    argv = _strings(dotted, value, source)
+    return argv or None
+
+
+def _hooks(dotted: str, value: object, source: str) -> Mapping[str, Argv]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{dotted} must be a mapping of section name to command", path=source)
+    out: dict[str, Argv] = {}
+    for section, argv in value.items():
+        command = _argv(f"{dotted}.{section}", argv, source)
+        if command:
+            out[str(section)] = command
     return out
+
+
+_FREE = {
+    "ntp.servers": _strings, "sip.listen": _optional_str, "http.ca_file": _optional_str,
+    "http.client_cert": _optional_str, "http.client_key": _optional_str, "http.user_agent": _optional_str,
+    "hooks.changed": _hooks, "hooks.reboot": _argv,
+}

@@ -20,21 +20,21 @@ def interface_mac(interface: str, sysfs: Path = Path("/sys/class/net")) -> str:
 
 def device_from_config(config: Config) -> Device:
     """Raises: ConfigError (MAC unreadable or malformed)."""
-    mac = str(config.get("device.mac"))
+    mac = config.device.mac
     if mac == "auto":
-        mac = interface_mac(str(config.get("device.interface")))
+        mac = interface_mac(config.device.interface)
     try:
         mac = normalise_mac(mac)
     except ValueError as exc:
         raise ConfigError(f"device.mac: {exc}", path=config.path) from exc
-    return Device(type=str(config.get("device.type")), serial=str(config.get("device.serial")), mac=mac,
-                  firmware=str(config.get("device.firmware")))
+    return Device(type=config.device.type, serial=config.device.serial, mac=mac,
+                  firmware=config.device.firmware)
 
 
 def user_agent(config: Config, device: Device, version: str) -> str:
     """`provd/0.1.0 (D400; 2.12A-00000; 00095200000E)` unless `http.user_agent` says otherwise: a
     provisioning server can tell model, firmware and phone from the log line alone."""
-    configured = config.get("http.user_agent")
+    configured = config.http.user_agent
     if configured:
         return str(configured)
     return f"provd/{version} ({device.type}; {device.firmware}; {device.mac})"

@@ -20,7 +20,7 @@ REBOOT_RAN = "reboot hook ran"  # run_reboot_hook's answer when the hook exited 
 
 def changed_commands(config: Config, sections: list[str]) -> dict[tuple[str, ...], list[str]]:
     """argv → the changed sections it covers ("*" covers any section without a hook of its own)."""
-    configured = config.get("hooks.changed") or {}
+    configured = config.hooks.changed or {}
     commands: dict[tuple[str, ...], list[str]] = {}
     if not isinstance(configured, dict):
         return commands
@@ -43,7 +43,7 @@ def run_changed_hooks(config: Config, sections: list[str]) -> list[str]:
 
 def run_reboot_hook(config: Config) -> str | None:
     """What happened, or None when no reboot hook is configured (a reboot request is then ignored)."""
-    argv = config.get("hooks.reboot")
+    argv = config.hooks.reboot
     if not argv:
         return None
     problem = run_command([str(a) for a in argv], {})

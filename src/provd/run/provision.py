@@ -38,23 +38,23 @@ _log = log.get(__name__)
 
 def http_settings(config: Config, user_agent: str) -> HttpSettings:
     return HttpSettings(
-        timeout_s=float(config.get("http.timeout_s")),
-        max_file_bytes=int(config.get("http.max_file_bytes")),
-        concurrency=max(1, int(config.get("http.concurrency"))),
+        timeout_s=config.http.timeout_s,
+        max_file_bytes=config.http.max_file_bytes,
+        concurrency=config.http.concurrency,
         user_agent=user_agent,
-        ca_file=config.get("http.ca_file"),
-        client_cert=config.get("http.client_cert"),
-        client_key=config.get("http.client_key"),
+        ca_file=config.http.ca_file,
+        client_cert=config.http.client_cert,
+        client_key=config.http.client_key,
     )
 
 
 def limits(config: Config) -> Limits:
     return Limits(
-        max_depth=int(config.get("references.max_depth")),
-        max_files=int(config.get("references.max_files")),
-        max_file_bytes=int(config.get("http.max_file_bytes")),
-        max_run_bytes=int(config.get("http.max_run_bytes")),
-        concurrency=max(1, int(config.get("http.concurrency"))),
+        max_depth=config.references.max_depth,
+        max_files=config.references.max_files,
+        max_file_bytes=config.http.max_file_bytes,
+        max_run_bytes=config.http.max_run_bytes,
+        concurrency=config.http.concurrency,
     )
 
 
@@ -80,7 +80,7 @@ async def run(settings: Settings, *, trigger: str, url: str | None = None, resto
             report.url = "check-sync body"
             def parse_restore() -> list[Document]:
                 return [parse_document(restore, source="check-sync body",
-                                       max_bytes=int(config.get("http.max_file_bytes")),
+                                       max_bytes=config.http.max_file_bytes,
                                        sections=settings.catalog.sections)]
 
             [doc] = parse_restore()
@@ -137,7 +137,7 @@ def _unconsumed(settings: Settings, documents: list[Document]) -> Callable[[], l
     consumes them (a merge moves the patch's entries), so their XML is kept as bytes (smaller than a copy
     of the trees) and parsed again only if needed."""
     kept = [(xmltree.to_bytes(doc.root), doc.source) for doc in documents]
-    limit = max([int(settings.config.get("http.max_file_bytes")), *(len(data) for data, _ in kept)])
+    limit = max([settings.config.http.max_file_bytes, *(len(data) for data, _ in kept)])
 
     def again() -> list[Document]:
         return [parse_document(data, source=source, max_bytes=limit, sections=settings.catalog.sections)
@@ -196,7 +196,7 @@ async def _fetch(settings: Settings, client: HttpClient, dev: Device, candidates
     """Fetch the first candidate that answers (a scheme-less DHCP result is tried as https, then http)."""
     config = settings.config
     for index, candidate in enumerate(candidates):
-        fetcher = ChainFetcher(client=client, cache=HttpCache(config.state_dir / "http-cache"), device=dev,
+        fetcher = ChainFetcher(client=client, cache=HttpCache(config.paths.state_dir / "http-cache"), device=dev,
                                catalog=settings.catalog, limits=limits(config), progress=progress)
         report.url = redact(replace_markers(candidate, dev))
         progress(f"fetch {report.url}")

@@ -110,7 +110,7 @@ class Daemon:
         self.retry_at: datetime | None = None
         self.runs_started = 0
         self._group: asyncio.TaskGroup | None = None
-        self._line_limit = protocol.max_line_bytes(self.config.max_file_bytes)
+        self._line_limit = protocol.max_line_bytes(self.config.http.max_file_bytes)
         self._clients: dict[asyncio.StreamWriter, bool] = {}  # open connections, oldest first: still silent?
         self._floods = floods.FloodLimiter()  # check-sync decisions: one line per second per sender
         self._flood_timer: asyncio.TimerHandle | None = None
@@ -157,7 +157,7 @@ class Daemon:
             ConfigError: sip.listen cannot be bound.
             StoreError: the store cannot be opened.
         """
-        runtime = self.config.runtime_dir
+        runtime = self.config.paths.runtime_dir
         lock = _take_lock(runtime)  # before anything is touched: a second daemon stops here
         try:
             marked = self.settings.store.mark_interrupted()  # runs a killed provd left "running" (docs/design.md §3)
@@ -184,8 +184,8 @@ class Daemon:
         try:
             sip_transport = await self._open_sip_listener()
             _log.info("provd %s started: config %s, control socket %s, check-sync listener %s, pid %d", __version__,
-                      self.config.path or "(none: defaults)", control_client.socket_path(self.config.runtime_dir),
-                      self.config.get("sip.listen") or "off", os.getpid())
+                      self.config.path or "(none: defaults)", control_client.socket_path(self.config.paths.runtime_dir),
+                      self.config.sip.listen or "off", os.getpid())
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 group.create_task(self._runner())
@@ -451,7 +451,7 @@ class Daemon:
         self._arm_flood_timer()
 
     async def _open_sip_listener(self) -> asyncio.DatagramTransport | None:
-        listen = self.config.get("sip.listen")
+        listen = self.config.sip.listen
         if not listen:
             return None
         host, _, port = str(listen).rpartition(":")
@@ -522,7 +522,7 @@ class Daemon:
     def _file_urls_allowed(self, writer: asyncio.StreamWriter) -> bool:
         """`file:` URLs make the root daemon read a local file: only for a root peer (SO_PEERCRED), or when
         control.allow_file_urls says every member of the socket's group may."""
-        if self.config.get("control.allow_file_urls") is True:
+        if self.config.control.allow_file_urls is True:
             return True
         sock = writer.get_extra_info("socket")
         if sock is None:

@@ -56,7 +56,7 @@ class Settings:
                 name: (self.catalog.current(name), xmltree.Serialized(self.catalog.default(name)))
                        for name in sorted(self.catalog.sections)}
             opener = Store.open_reader if self.read_only else Store.open
-            self._store = opener(self.config.state_dir / "settings.db", factory)
+            self._store = opener(self.config.paths.state_dir / "settings.db", factory)
         return self._store
 
     def close(self) -> None:
@@ -64,8 +64,8 @@ class Settings:
             self._store.close()
 
     def parse(self, path: Path) -> Document:
-        data = read_capped(path, self.config.max_file_bytes)
-        return parse_document(data, source=str(path), max_bytes=self.config.max_file_bytes,
+        data = read_capped(path, self.config.http.max_file_bytes)
+        return parse_document(data, source=str(path), max_bytes=self.config.http.max_file_bytes,
                               sections=self.catalog.sections)
 
     def validate(self, path: Path) -> tuple[Document, list[SectionChange]]:
@@ -100,9 +100,9 @@ class Settings:
                 raw = data
             else:
                 assert path is not None, "apply_data needs the bytes or the path"
-                raw = read_capped(path, self.config.max_file_bytes)
+                raw = read_capped(path, self.config.http.max_file_bytes)
             sizes.append(len(raw))
-            return parse_document(raw, source=name, max_bytes=self.config.max_file_bytes,
+            return parse_document(raw, source=name, max_bytes=self.config.http.max_file_bytes,
                                   sections=self.catalog.sections)
 
         sizes: list[int] = []

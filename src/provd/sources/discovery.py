@@ -85,7 +85,7 @@ async def wait_for_preconditions(ctx: Context, *, deadline: float | None = None,
     Raises:
         PreconditionsNotMet: only when `deadline` (monotonic seconds) passes.
     """
-    interface = str(ctx.config.get("device.interface"))
+    interface = ctx.config.device.interface
     attempt = 0
     while True:
         address = netif.ipv4_address(interface) if netif.is_up(interface) else None
@@ -95,7 +95,7 @@ async def wait_for_preconditions(ctx: Context, *, deadline: float | None = None,
         attempt = await _wait(ctx, f"interface {interface} is not up with an IPv4 address", attempt, deadline)
     if ask_dhcp:
         await _ask_dhcp(ctx)
-    required = bool(ctx.config.get("ntp.required"))
+    required = ctx.config.ntp.required
     attempt = 0
     while required:
         verdict = await _check_clock(ctx)
@@ -119,7 +119,7 @@ async def _wait(ctx: Context, why: str, attempt: int, deadline: float | None) ->
 
 
 async def _ask_dhcp(ctx: Context) -> None:
-    mode = str(ctx.config.get("dhcp.mode"))
+    mode = ctx.config.dhcp.mode
     if mode == "off":
         ctx.dhcp_detail = "dhcp.mode is off"
         return
@@ -127,10 +127,10 @@ async def _ask_dhcp(ctx: Context) -> None:
         if mode.startswith("lease:"):
             ctx.dhcp_answer, ctx.dhcp_detail = dhcp_inform.read_lease(mode.removeprefix("lease:"))
         else:
-            vendor_class = markers.replace_markers(str(ctx.config.get("dhcp.vendor_class")), ctx.device)
+            vendor_class = markers.replace_markers(ctx.config.dhcp.vendor_class, ctx.device)
             ctx.dhcp_answer, ctx.dhcp_detail = await dhcp_inform.inform(
-                interface=str(ctx.config.get("device.interface")), address=ctx.address, mac=ctx.device.mac,
-                vendor_class=vendor_class, first_wait=float(ctx.config.get("dhcp.timeout_s")))
+                interface=ctx.config.device.interface, address=ctx.address, mac=ctx.device.mac,
+                vendor_class=vendor_class, first_wait=ctx.config.dhcp.timeout_s)
     except dhcp_inform.DhcpUnavailable as exc:
         ctx.dhcp_failed = True
         ctx.dhcp_detail = str(exc)
@@ -139,19 +139,19 @@ async def _ask_dhcp(ctx: Context) -> None:
 
 
 async def _check_clock(ctx: Context) -> clock.ClockVerdict:
-    servers = list(ctx.dhcp_answer.ntp_servers if ctx.dhcp_answer else ()) + list(ctx.config.get("ntp.servers"))
+    servers = list(ctx.dhcp_answer.ntp_servers if ctx.dhcp_answer else ()) + list(ctx.config.ntp.servers)
     samples = []
     unavailable = []
     for server in dict.fromkeys(servers):  # option 42 first, then ntp.servers, each once
         try:
-            sample = await ntp.query(server, timeout=float(ctx.config.get("ntp.timeout_s")))
+            sample = await ntp.query(server, timeout=ctx.config.ntp.timeout_s)
         except ntp.NtpUnavailable as exc:
             unavailable.append(str(exc))
             continue
         samples.append(sample)
-        if clock.sample_problem(sample) is None and abs(sample.offset) <= float(ctx.config.get("ntp.max_offset_s")):
+        if clock.sample_problem(sample) is None and abs(sample.offset) <= ctx.config.ntp.max_offset_s:
             break
-    verdict = clock.judge(samples, max_offset_s=float(ctx.config.get("ntp.max_offset_s")), now=time.time(),
+    verdict = clock.judge(samples, max_offset_s=ctx.config.ntp.max_offset_s, now=time.time(),
                           build_time=build_time())
     if not verdict.valid and unavailable:
         return clock.ClockVerdict(False, "; ".join([verdict.reason, *unavailable]))
@@ -179,10 +179,10 @@ async def _source_dhcp(ctx: Context) -> Attempt:
 async def _source_redirect(ctx: Context) -> Attempt:
     if not ctx.switches.redirect:
         return Attempt("redirect", "skipped", "provisioning/redirect is false")
-    url = markers.replace_markers(str(ctx.config.get("redirect.url")), ctx.device)
+    url = markers.replace_markers(ctx.config.redirect.url, ctx.device)
     try:
-        async with asyncio.timeout(float(ctx.config.get("redirect.timeout_s"))):
-            outcome = await redirect.ask(ctx.client, url, max_bytes=int(ctx.config.get("http.max_file_bytes")))
+        async with asyncio.timeout(ctx.config.redirect.timeout_s):
+            outcome = await redirect.ask(ctx.client, url, max_bytes=ctx.config.http.max_file_bytes)
     except TimeoutError:
         return Attempt("redirect", "failed", f"{redact(url)}: no answer within the timeout")
     except FetchError as exc:
@@ -198,13 +198,13 @@ async def _source_multicast(ctx: Context) -> Attempt:
     cfg = ctx.config
     try:
         outcome = await multicast.lookup(
-            local_ip=ctx.address, mac=ctx.device.mac, local_port=int(cfg.get("multicast.local_port")),
-            group=str(cfg.get("multicast.group")), port=int(cfg.get("multicast.port")),
-            window_s=float(cfg.get("multicast.timeout_s")), vendor=str(cfg.get("multicast.vendor")),
+            local_ip=ctx.address, mac=ctx.device.mac, local_port=cfg.multicast.local_port,
+            group=cfg.multicast.group, port=cfg.multicast.port,
+            window_s=cfg.multicast.timeout_s, vendor=cfg.multicast.vendor,
             model=ctx.device.type, firmware=ctx.device.firmware,
-            user_agent=f"{cfg.get('multicast.vendor')} {ctx.device.type} {ctx.device.firmware} provd/{__version__}")
+            user_agent=f"{cfg.multicast.vendor} {ctx.device.type} {ctx.device.firmware} provd/{__version__}")
     except OSError as exc:
-        return Attempt("multicast", "failed", f"cannot use UDP {ctx.address}:{cfg.get('multicast.local_port')}: {exc}")
+        return Attempt("multicast", "failed", f"cannot use UDP {ctx.address}:{cfg.multicast.local_port}: {exc}")
     seen = f" (seen: {'; '.join(outcome.seen)})" if outcome.seen and outcome.url is None else ""
     if outcome.url is None:
         return Attempt("multicast", "none", outcome.detail + seen)
