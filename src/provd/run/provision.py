@@ -26,12 +26,12 @@ from provd.errors import (
     RefusedDocument,
 )
 from provd.model import Device, Outcome, RunReport
+from provd.ports import HttpClient, HttpSettings, Ports
 from provd.run import device, hooks
 from provd.settings.phone import Progress, Settings, now_iso
 from provd.sources import discovery
 from provd.transport.cache import HttpCache
 from provd.transport.chain import ChainFetcher, FetchedFile, Limits
-from provd.transport.http import HttpClient, HttpSettings
 
 _log = log.get(__name__)
 
@@ -60,15 +60,17 @@ def limits(config: Config) -> Limits:
 
 async def run(settings: Settings, *, trigger: str, url: str | None = None, restore: bytes | None = None,
               dry_run: bool = False, reboot: bool = False, progress: Progress = lambda _line: None,
-              wait_until: float | None = None) -> RunReport:
+              wait_until: float | None = None, ports: Ports | None = None) -> RunReport:
     """One provisioning run. With `url` (CLI --url, a check-sync URL) discovery is skipped; with `restore`
     (a check-sync settings snippet) nothing is fetched; otherwise the preconditions are awaited and the URL
     discovered. After a commit the change hooks run; `reboot` then runs the reboot hook if one is
     configured. Never raises a ProvdError: it lands in the report.
 
-    `wait_until` (monotonic seconds) bounds the wait for the preconditions; the run then ends `waiting`.
+    `wait_until` (monotonic seconds, on `ports.clock`) bounds the wait for the preconditions; the run then ends
+    `waiting`. `ports`: the outside world (tests pass fakes); the real one by default.
     """
     config = settings.config
+    ports = ports if ports is not None else Ports.real()
     report = RunReport(trigger=trigger, started=now_iso(), dry_run=dry_run)
     store = settings.store
     report.run = store.begin_run(report.trigger, report.started)
@@ -93,9 +95,9 @@ async def run(settings: Settings, *, trigger: str, url: str | None = None, resto
         if url is not None:
             report.source, report.url = "explicit", redact(replace_markers(url, dev))
             check_url(replace_markers(url, dev))  # a URL that is none fails here, before any network I/O
-        async with HttpClient(http_settings(config, device.user_agent(config, dev, __version__))) as client:
+        async with ports.http(http_settings(config, device.user_agent(config, dev, __version__))) as client:
             ctx = discovery.Context(config=config, device=dev, switches=settings.discovery_switches(),
-                                    client=client, progress=progress)
+                                    client=client, progress=progress, ports=ports)
             if url is not None:
                 report.source = "explicit"
                 candidates: tuple[str, ...] = (url,)

@@ -14,7 +14,6 @@ function returning an `Attempt`.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -25,8 +24,8 @@ from provd.core import clock, dhcp, markers
 from provd.core.urls import redact
 from provd.errors import FetchError, PreconditionsNotMet
 from provd.model import Device, Switches
-from provd.sources import dhcp_inform, multicast, netif, ntp, redirect
-from provd.transport.http import HttpClient
+from provd.ports import HttpClient, Ports
+from provd.sources import dhcp_inform, ntp, redirect
 
 Progress = Callable[[str], None]
 _log = log.get(__name__)
@@ -72,6 +71,7 @@ class Context:
     dhcp_answer: dhcp.DhcpAnswer | None = None
     dhcp_detail: str = ""
     dhcp_failed: bool = False
+    ports: Ports = field(default_factory=Ports.real)
 
 
 def build_time() -> float:
@@ -88,7 +88,7 @@ async def wait_for_preconditions(ctx: Context, *, deadline: float | None = None,
     interface = ctx.config.device.interface
     attempt = 0
     while True:
-        address = netif.ipv4_address(interface) if netif.is_up(interface) else None
+        address = ctx.ports.interfaces.ipv4_address(interface) if ctx.ports.interfaces.is_up(interface) else None
         if address:
             ctx.address = address
             break
@@ -109,12 +109,12 @@ async def wait_for_preconditions(ctx: Context, *, deadline: float | None = None,
 async def _wait(ctx: Context, why: str, attempt: int, deadline: float | None) -> int:
     attempt += 1
     delay = clock.precondition_delay(attempt)
-    if deadline is not None and time.monotonic() + delay > deadline:
+    if deadline is not None and ctx.ports.clock.monotonic() + delay > deadline:
         raise PreconditionsNotMet(f"waiting: {why}")
     # What the run waits for, once at info; while it keeps waiting (up to every 15 s) only at debug.
     _log.log(log.INFO if attempt == 1 else log.DEBUG, "waiting %g s: %s", delay, why)
     ctx.progress(f"waiting {delay:g} s: {why}")
-    await asyncio.sleep(delay)
+    await ctx.ports.clock.sleep(delay)
     return attempt
 
 
@@ -125,10 +125,10 @@ async def _ask_dhcp(ctx: Context) -> None:
         return
     try:
         if mode.startswith("lease:"):
-            ctx.dhcp_answer, ctx.dhcp_detail = dhcp_inform.read_lease(mode.removeprefix("lease:"))
+            ctx.dhcp_answer, ctx.dhcp_detail = ctx.ports.dhcp.read_lease(mode.removeprefix("lease:"))
         else:
             vendor_class = markers.replace_markers(ctx.config.dhcp.vendor_class, ctx.device)
-            ctx.dhcp_answer, ctx.dhcp_detail = await dhcp_inform.inform(
+            ctx.dhcp_answer, ctx.dhcp_detail = await ctx.ports.dhcp.inform(
                 interface=ctx.config.device.interface, address=ctx.address, mac=ctx.device.mac,
                 vendor_class=vendor_class, first_wait=ctx.config.dhcp.timeout_s)
     except dhcp_inform.DhcpUnavailable as exc:
@@ -144,14 +144,14 @@ async def _check_clock(ctx: Context) -> clock.ClockVerdict:
     unavailable = []
     for server in dict.fromkeys(servers):  # option 42 first, then ntp.servers, each once
         try:
-            sample = await ntp.query(server, timeout=ctx.config.ntp.timeout_s)
+            sample = await ctx.ports.ntp.query(server, timeout=ctx.config.ntp.timeout_s)
         except ntp.NtpUnavailable as exc:
             unavailable.append(str(exc))
             continue
         samples.append(sample)
         if clock.sample_problem(sample) is None and abs(sample.offset) <= ctx.config.ntp.max_offset_s:
             break
-    verdict = clock.judge(samples, max_offset_s=ctx.config.ntp.max_offset_s, now=time.time(),
+    verdict = clock.judge(samples, max_offset_s=ctx.config.ntp.max_offset_s, now=ctx.ports.clock.time(),
                           build_time=build_time())
     if not verdict.valid and unavailable:
         return clock.ClockVerdict(False, "; ".join([verdict.reason, *unavailable]))
@@ -197,7 +197,7 @@ async def _source_multicast(ctx: Context) -> Attempt:
         return Attempt("multicast", "skipped", "provisioning/pbx is false")
     cfg = ctx.config
     try:
-        outcome = await multicast.lookup(
+        outcome = await ctx.ports.multicast.lookup(
             local_ip=ctx.address, mac=ctx.device.mac, local_port=cfg.multicast.local_port,
             group=cfg.multicast.group, port=cfg.multicast.port,
             window_s=cfg.multicast.timeout_s, vendor=cfg.multicast.vendor,

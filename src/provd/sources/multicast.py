@@ -9,17 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from dataclasses import dataclass, field
 from typing import cast
 
 from provd.core import pnp, sip
-
-
-@dataclass
-class PnpOutcome:
-    url: str | None
-    detail: str
-    seen: list[str] = field(default_factory=list)  # every datagram's verdict, for the report
+from provd.ports import PnpOutcome as PnpOutcome  # the value of the port, re-exported
 
 
 class _Protocol(asyncio.DatagramProtocol):

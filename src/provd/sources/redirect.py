@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from provd.errors import FetchError, FetchStatusError
-from provd.transport.http import HttpClient, RunBudget
+from provd.ports import HttpClient, RunBudget
 
 _ABSOLUTE = re.compile(r"^https?://[^/\s]+\S*$", re.IGNORECASE)
 

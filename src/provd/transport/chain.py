@@ -22,10 +22,10 @@ from provd.core import markers, urls
 from provd.core.documents import Document, DocumentKind, parse_document
 from provd.errors import FetchURLError, ProvdError, ReferenceChainError, SchemaError
 from provd.model import Device
+from provd.ports import HttpClient, RunBudget, Validators
 from provd.settings.catalog import Catalog
 from provd.transport.cache import HttpCache
 from provd.transport.files import read_capped
-from provd.transport.http import HttpClient, RunBudget, Validators
 
 Progress = Callable[[str], None]
 

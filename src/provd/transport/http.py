@@ -15,7 +15,6 @@ import asyncio
 import functools
 import ssl
 from collections.abc import Generator
-from dataclasses import dataclass
 from types import TracebackType
 
 import httpx
@@ -33,48 +32,13 @@ from provd.errors import (
     one_line,
 )
 
+# The values of the HTTP port live in provd.ports; re-exported for the callers that import them from here.
+from provd.ports import HttpResponse as HttpResponse
+from provd.ports import HttpSettings as HttpSettings
+from provd.ports import RunBudget as RunBudget
+from provd.ports import Validators as Validators
+
 MAX_REDIRECTS = 5
-
-
-@dataclass(frozen=True)
-class HttpSettings:
-    timeout_s: float
-    max_file_bytes: int
-    concurrency: int
-    user_agent: str
-    ca_file: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-
-
-@dataclass(frozen=True)
-class Validators:
-    """What a conditional request sends back (docs/design.md §7)."""
-
-    etag: str | None
-    last_modified: str | None
-
-
-@dataclass(frozen=True)
-class HttpResponse:
-    url: str  # after redirects (with the credentials that went there): references resolve against it
-    status: int  # 200, or 304 when `validators` matched
-    body: bytes
-    etag: str | None
-    last_modified: str | None
-
-
-class RunBudget:
-    """The bytes one run may still download (`http.max_run_bytes`), shared by all its files."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def take(self, n: int, *, url: str) -> None:
-        self.used += n
-        if self.used > self.limit:
-            raise FetchTooLarge(f"the run downloaded more than http.max_run_bytes ({self.limit})", url=url)
 
 
 class _ChallengeAuth(httpx.Auth):

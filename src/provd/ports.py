@@ -1,0 +1,166 @@
+"""The ports of a run: what discovery, the chain and the run ask of the outside world (the clock, the
+interface, DHCP, NTP, SIP multicast, HTTP), as Protocols, with the values that cross them.
+
+No I/O and no heavy import here: `Ports.real()` imports the adapters when called, so `provd apply` (which
+never runs) stays free of asyncio and ssl. Tests pass typed fakes instead (tests/fakes.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol, Self
+
+from provd.core.clock import NtpSample
+from provd.core.dhcp import DhcpAnswer
+from provd.errors import FetchTooLarge
+
+# --- the values that cross the HTTP port --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HttpSettings:
+    timeout_s: float
+    max_file_bytes: int
+    concurrency: int
+    user_agent: str
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What a conditional request sends back (docs/design.md §7)."""
+
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    url: str  # after redirects (with the credentials that went there): references resolve against it
+    status: int  # 200, or 304 when `validators` matched
+    body: bytes
+    etag: str | None
+    last_modified: str | None
+
+
+class RunBudget:
+    """The bytes one run may still download (`http.max_run_bytes`), shared by all its files."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int, *, url: str) -> None:
+        self.used += n
+        if self.used > self.limit:
+            raise FetchTooLarge(f"the run downloaded more than http.max_run_bytes ({self.limit})", url=url)
+
+
+@dataclass
+class PnpOutcome:
+    """What the SIP multicast lookup heard (docs/design.md §6)."""
+
+    url: str | None
+    detail: str
+    seen: list[str] = field(default_factory=list)  # every datagram's verdict, for the report
+
+
+# --- the ports ------------------------------------------------------------------------------------------------
+
+class Clock(Protocol):
+    """Monotonic seconds for deadlines, wall time for the clock verdict, and sleeping."""
+
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class Interfaces(Protocol):
+    """What the kernel says about an interface (provd.sources.netif)."""
+
+    def is_up(self, interface: str) -> bool: ...
+
+    def ipv4_address(self, interface: str) -> str | None: ...
+
+
+class DhcpAsker(Protocol):
+    """A DHCPINFORM, or a dhclient lease file (provd.sources.dhcp_inform). Each returns (the answer or None,
+    a detail line) and raises DhcpUnavailable when DHCP cannot be asked at all."""
+
+    async def inform(self, *, interface: str, address: str, mac: str, vendor_class: str, first_wait: float,
+                     ) -> tuple[DhcpAnswer | None, str]: ...
+
+    def read_lease(self, path: str) -> tuple[DhcpAnswer | None, str]: ...
+
+
+class NtpQuerier(Protocol):
+    """One NTP query (provd.sources.ntp); raises NtpUnavailable."""
+
+    async def query(self, server: str, *, timeout: float) -> NtpSample: ...
+
+
+class MulticastLookup(Protocol):
+    """The SIP multicast SUBSCRIBE and its window (provd.sources.multicast); raises OSError when the socket
+    cannot be set up."""
+
+    async def lookup(self, *, local_ip: str, mac: str, local_port: int, group: str, port: int, window_s: float,
+                     vendor: str, model: str, firmware: str, user_agent: str) -> PnpOutcome: ...
+
+
+class HttpClient(Protocol):
+    """One run's HTTP client (provd.transport.http.HttpClient): entered once, then GETs.
+
+    `get` raises FetchError and its subclasses (FetchStatusError for anything but a 200, or a 304 to
+    `validators`)."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                        tb: TracebackType | None) -> None: ...
+
+    async def get(self, url: str, *, validators: Validators | None, budget: RunBudget) -> HttpResponse: ...
+
+
+HttpClientFactory = Callable[[HttpSettings], HttpClient]
+
+
+class SystemClock:
+    """The real clock: time.monotonic, time.time, asyncio.sleep."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        import asyncio  # only a run sleeps; `provd apply` imports this module without asyncio
+
+        await asyncio.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Everything a run reaches outside itself (the store aside: it is the Settings' own)."""
+
+    clock: Clock
+    interfaces: Interfaces
+    dhcp: DhcpAsker
+    ntp: NtpQuerier
+    multicast: MulticastLookup
+    http: HttpClientFactory
+
+    @classmethod
+    def real(cls) -> Ports:
+        """The real adapters (imported here, not at module level: see the module docstring)."""
+        from provd.sources import dhcp_inform, multicast, netif, ntp
+        from provd.transport.http import HttpClient as RealHttpClient
+
+        return cls(clock=SystemClock(), interfaces=netif, dhcp=dhcp_inform, ntp=ntp, multicast=multicast,
+                   http=RealHttpClient)
