@@ -1,4 +1,5 @@
-"""Pure parts of discovery: the clock verdict, the PnP SUBSCRIBE and NOTIFY rules, and the staged race."""
+"""Pure parts of discovery: the clock verdict, the PnP SUBSCRIBE and NOTIFY rules, and the staged race (in
+virtual time: the sources sleep on a fake clock, so the race is decided by their deadlines, not by real sleeps)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 
 from provd.core import clock, pnp, sip
 from provd.sources.discovery import Attempt, Context, Source, discover
+
+from .fakes import FakeClock
 
 NOW = 1_800_000_000.0
 BUILD = 1_790_000_000.0
@@ -89,10 +92,10 @@ def test_judge_notify(data: bytes, verdict: pnp.Verdict, url: str | None) -> Non
     assert judged.url == url
 
 
-def make(name: str, result: str, delay: float, log: list[str]) -> Source:
+def make(name: str, result: str, delay: float, log: list[str], clock: FakeClock) -> Source:
     async def source(_ctx: Context) -> Attempt:
         try:
-            await asyncio.sleep(delay)
+            await clock.sleep(delay)
         except asyncio.CancelledError:
             log.append(f"{name} cancelled")
             raise
@@ -105,24 +108,29 @@ def make(name: str, result: str, delay: float, log: list[str]) -> Source:
 SEQ = (("dhcp",), ("redirect", "multicast"), ("configured",))
 
 
-@pytest.mark.parametrize(("behaviour", "winner", "log"), [
-    pytest.param({"dhcp": ("found", 0)}, "dhcp", ["dhcp done"], id="dhcp-beats-all"),
+@pytest.mark.parametrize(("behaviour", "winner", "log", "elapsed"), [
+    pytest.param({"dhcp": ("found", 0)}, "dhcp", ["dhcp done"], 0, id="dhcp-beats-all"),
     pytest.param({"redirect": ("found", 0.01), "multicast": ("found", 0.2)}, "redirect",
-                 ["dhcp done", "redirect done", "multicast cancelled"], id="redirect-wins-race"),
+                 ["dhcp done", "redirect done", "multicast cancelled"], 0.01, id="redirect-wins-race"),
     pytest.param({"redirect": ("found", 0.2), "multicast": ("found", 0.01)}, "multicast",
-                 ["dhcp done", "multicast done", "redirect cancelled"], id="multicast-wins-race"),
+                 ["dhcp done", "multicast done", "redirect cancelled"], 0.01, id="multicast-wins-race"),
     pytest.param({"redirect": ("none", 0.01), "multicast": ("found", 0.05)}, "multicast",
-                 ["dhcp done", "redirect done", "multicast done"], id="empty-answer-does-not-stop-the-other"),
+                 ["dhcp done", "redirect done", "multicast done"], 0.05, id="empty-answer-does-not-stop-the-other"),
     pytest.param({"configured": ("found", 0)}, "configured",
-                 ["dhcp done", "redirect done", "multicast done", "configured done"], id="configured-last"),
-    pytest.param({}, None, ["dhcp done", "redirect done", "multicast done", "configured done"], id="nothing"),
+                 ["dhcp done", "redirect done", "multicast done", "configured done"], 0,
+                 id="configured-last"),
+    pytest.param({}, None, ["dhcp done", "redirect done", "multicast done", "configured done"], 0,
+                 id="nothing"),
 ])
-def test_sequence(behaviour: dict[str, tuple[str, float]], winner: str | None, log: list[str]) -> None:
+def test_sequence(behaviour: dict[str, tuple[str, float]], winner: str | None, log: list[str], elapsed: float,
+                  ) -> None:
     seen: list[str] = []
-    sources = {name: make(name, *behaviour.get(name, ("none", 0.0)), seen) for stage in SEQ for name in stage}
+    clock = FakeClock()
+    sources = {name: make(name, *behaviour.get(name, ("none", 0.0)), seen, clock) for stage in SEQ for name in stage}
     result = asyncio.run(discover(cast(Context, _Ctx()), sources=sources, sequence=SEQ))
     assert result.source == winner
     assert seen == log
+    assert clock.monotonic() == elapsed  # virtual seconds: the race took no real time
     assert [a.source for a in result.attempts] == ["dhcp", "redirect", "multicast", "configured"]
     if winner:
         later = [a for a in result.attempts if a.result == "skipped"]
