@@ -5,6 +5,8 @@ fake clock or by events, never by real sleeps; the end-to-end tests against real
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from provd.errors import FetchConnectionError
 from provd.run import provision
 from provd.settings.catalog import Catalog
 from provd.settings.phone import Settings
+from provd.sources.dhcp_inform import DhcpUnavailable
 
 from .fakes import Answer, FakeDhcp, FakeInterfaces, FakeMulticast, FakeNtp, FakeWeb, World
 
@@ -180,3 +183,35 @@ def test_an_unchanged_second_run(settings: Settings) -> None:
     assert second["files"][0]["status"] == 304 and second["files"][0]["cached"] is True
     assert [r.validators.etag if r.validators else None for r in world.web.requests] == [None, '"v1"']
     assert settings.store.current_generation() == first["generation"]
+
+
+def test_every_source_is_reported_before_the_configured_url(settings: Settings, tmp_path: Path) -> None:
+    """DHCP cannot be asked, the Redirect Service does not know the phone, the multicast socket cannot be
+    set up: each is reported, and provisioning/url is fetched last."""
+    switches = tmp_path / "switches.xml"
+    switches.write_text("<provisioning><url>http://prov.test/{mac}.xml</url></provisioning>")
+    settings.apply(switches)
+    world = World(dhcp=FakeDhcp(error=DhcpUnavailable("DHCPINFORM on eth0: permission denied")),
+                  web=FakeWeb({REDIRECT: 404, f"http://prov.test/{MAC}.xml": keys("configured")}),
+                  multicast=FakeMulticast(error=OSError(98, "Address already in use")))
+    report = run(settings, world)
+    assert report["outcome"] == "applied", report
+    assert attempts(report) == {"dhcp": "failed", "redirect": "none", "multicast": "failed", "configured": "found"}
+    assert report["url"] == f"http://prov.test/{MAC}.xml"
+    assert 'label="configured"' in keys_xml(settings)
+
+
+def test_an_explicit_url_skips_dhcp_and_discovery(settings: Settings) -> None:
+    world = World(web=FakeWeb({"http://prov.test/x.xml": keys("explicit")}))
+    report = run(settings, world, url="http://prov.test/x.xml")
+    assert report["outcome"] == "applied"
+    assert report["source"] == "explicit" and report["attempts"] == []
+    assert world.dhcp.informs == [] and world.ntp.queries == ["ntp.test"]
+
+
+def test_the_ports_module_is_light() -> None:
+    """provd.ports is imported on the way to every run but loads no adapter until Ports.real() is called."""
+    code = ("import sys; import provd.ports\n"
+            "print(','.join(m for m in ('asyncio', 'ssl', 'httpx', 'ntplib', 'socket') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ""
