@@ -25,7 +25,7 @@ from lxml import etree
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchlib import Row, compile_bytecode  # noqa: E402 - bench/ is the script's own directory
-from tests.contactgen import contact_list_xml  # noqa: E402 - test data generator, shared with the crash test
+from tests.support.contacts import contact_list_xml  # noqa: E402 - test data generator, shared with the crash test
 
 XSD = REPO / "schemas" / "settings" / "contactList" / "1.34.0.xsd"
 CONTACTS = 10_000

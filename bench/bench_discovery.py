@@ -68,17 +68,17 @@ def inner(config: str, mode: str) -> None:
 
 
 def outer(runs: int) -> int:
-    from tests.peers.dhcp import start_dhcp_server
-    from tests.peers.netns import running_netns
-    from tests.peers.ntp import start_ntp_server
-    from tests.peers.sip import PnpMode, start_pnp_responder
-    from tests.peers.web import start_redirect_service
+    from tests.support.peers.dhcp import start_dhcp_server
+    from tests.support.peers.netns import running_netns
+    from tests.support.peers.ntp import start_ntp_server
+    from tests.support.peers.sip import PnpMode, start_pnp_responder
+    from tests.support.peers.web import start_redirect_service
 
     work = Path(tempfile.mkdtemp(prefix="provd-bench-discovery-"))
     rows = []
 
     def phone(pair: object, name: str, *, ca: str | None, dhcp: bool, redirect: bool, pbx: bool, url: str) -> str:
-        from tests.peers.netns import NetnsPair
+        from tests.support.peers.netns import NetnsPair
 
         assert isinstance(pair, NetnsPair)
         cfg = work / f"{name}.yaml"
@@ -99,7 +99,7 @@ def outer(runs: int) -> int:
         return str(cfg)
 
     def measure(pair: object, cfg: str) -> dict[str, object]:
-        from tests.peers.netns import NetnsPair
+        from tests.support.peers.netns import NetnsPair
 
         assert isinstance(pair, NetnsPair)
         result = pair.run_in_client([sys.executable, __file__, "--inner", cfg], timeout=60, check=True)

@@ -9,9 +9,10 @@ even when a target is missed (1 only when the bench itself failed, 2 when a prec
 The delay is `tc qdisc … netem delay 25ms` on both ends of a veth pair. On a kernel without sch_netem (and no
 module to load) `--emulation auto` falls back to a userspace delay line: a TUN device in each namespace, joined
 by a child process of this script that holds every packet 25 ms before handing it to the other side — the same
-per-packet delay, said so in the output. Only what this script creates is touched: the namespaces
-pfb-srv-<pid> and pfb-cli-<pid>, their links and 10.231.0.0/24 inside them, never the host's own interfaces or
-routes; processes are stopped by PID and the namespaces deleted at exit, whatever happens.
+per-packet delay, said so in the output. The two namespaces are the tests' (tests/support/peers/netns.py):
+only what it creates is touched, a pair of namespaces named for this process, their links and 10.123.0.0/24
+inside them, never the host's own interfaces or routes; processes are stopped by PID and the namespaces
+deleted at exit, whatever happens.
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchlib import Row
 
-SRV_IP = "10.231.0.1"
-CLI_IP = "10.231.0.2"
-PREFIX = 24
+if TYPE_CHECKING:
+    from tests.support.peers.netns import NetnsPair
+
 FILES = 8
 MAC = "00:09:52:00:00:0E"
 NGINX = "/usr/sbin/nginx"
@@ -425,45 +427,42 @@ class AccessLog:
 
 @dataclass
 class Lab:
+    """The shared namespace pair of the tests (tests/support/peers/netns.py: two namespaces, a veth between
+    them, every process stopped by PID and both namespaces deleted at the end), with the delay added here."""
+
     work: Path
     delay_ms: float
-    srv: str = field(default_factory=lambda: f"pfb-srv-{os.getpid()}")
-    cli: str = field(default_factory=lambda: f"pfb-cli-{os.getpid()}")
     emulation: str = ""
     netem_error: str = ""
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    namespaces: list[str] = field(default_factory=list)
+    _pair: NetnsPair | None = None
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    @property
+    def pair(self) -> NetnsPair:
+        assert self._pair is not None, "Lab.up() first"
+        return self._pair
+
+    @property
+    def server_ip(self) -> str:
+        return self.pair.server_ip
 
     def close(self) -> None:
-        """Stop what was started (by PID), then delete the namespaces (which removes their links). Idempotent."""
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        self.procs.clear()
-        for ns in self.namespaces:
-            # Safety net: anything still inside our own namespaces was started by this script.
-            listed = sh("ip", "netns", "pids", ns, check=False).stdout.split()
-            for pid in listed:
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            sh("ip", "netns", "del", ns, check=False)
-        self.namespaces.clear()
+        """Stop what was started, then delete the namespaces (which removes their links). Idempotent."""
+        self._stack.close()
 
     def up(self, emulation: str) -> None:
-        for ns in (self.srv, self.cli):
-            if Path("/run/netns", ns).exists():
-                raise Precondition(f"network namespace {ns} exists already")
-            sh("ip", "netns", "add", ns)
-            self.namespaces.append(ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        # Imported here, not at the top: the `_client` worker's start-up is measured ("fresh process").
+        from tests.support.peers.http import PeerStartError
+        from tests.support.peers.netns import running_netns
+
+        (self.work / "netns").mkdir()
+        try:
+            self._pair = self._stack.enter_context(running_netns(self.work / "netns"))
+        except PeerStartError as exc:
+            raise BenchError(str(exc)) from exc
         if emulation in ("auto", "netem"):
             try:
-                self._veth_netem()
+                self._netem_on_veth()
                 self.emulation = f"veth pair + tc netem delay {self.delay_ms:g}ms on both ends"
                 return
             except Precondition as exc:
@@ -474,73 +473,65 @@ class Lab:
         why = f"tc netem unavailable: {self.netem_error}" if self.netem_error else "--emulation tun"
         self.emulation = f"TUN pair + userspace delay line, {self.delay_ms:g} ms each way ({why})"
 
-    def _veth_netem(self) -> None:
-        v_srv, v_cli = f"pfbs{os.getpid()}", f"pfbc{os.getpid()}"
-        # Created inside the server namespace with its peer straight in the client one: never in the host's.
-        sh("ip", "-n", self.srv, "link", "add", v_srv, "type", "veth", "peer", "name", v_cli, "netns", self.cli)
-        ok = True
+    def _netem_on_veth(self) -> None:
         errors = []
-        for ns, dev in ((self.srv, v_srv), (self.cli, v_cli)):
+        for ns, dev in ((self.pair.server_ns, self.pair.server_if), (self.pair.client_ns, self.pair.client_if)):
             proc = self._netem(ns, dev)
             if proc.returncode != 0 and shutil.which("modprobe"):
                 loaded = sh("modprobe", "sch_netem", check=False)
                 errors.append(f"modprobe sch_netem: exit {loaded.returncode} {loaded.stderr.strip()}".strip())
                 proc = self._netem(ns, dev)
             if proc.returncode != 0:
-                ok = False
                 errors.insert(0, f"`tc qdisc add dev {dev} root netem delay {self.delay_ms:g}ms`: "
                                  f"{proc.stderr.strip()}")
                 if not shutil.which("modprobe"):
                     errors.append("no modprobe")
-                break
-        if not ok:
-            sh("ip", "-n", self.srv, "link", "del", v_srv, check=False)
-            raise Precondition("; ".join([*errors, "the kernel has no sch_netem and none could be loaded"]))
-        self._address(v_srv, v_cli)
+                raise Precondition("; ".join([*errors, "the kernel has no sch_netem and none could be loaded"]))
 
     def _netem(self, ns: str, dev: str) -> subprocess.CompletedProcess[str]:
         return sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "netem", "delay",
                   f"{self.delay_ms:g}ms", check=False)
 
     def _tun_line(self) -> None:
+        """The pair's addresses move from the veth (deleted: undelayed, it would be a second path) to a TUN
+        device in each namespace, joined by the delay line."""
+        pair = self.pair
+        sh("ip", "-n", pair.server_ns, "link", "del", pair.server_if)
         t_srv, t_cli = f"pfbs{os.getpid()}", f"pfbc{os.getpid()}"
         with (self.work / "delay-line.log").open("wb") as err:
             proc = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "_delay", self.srv, t_srv, self.cli, t_cli,
-                 str(self.delay_ms)], stdout=subprocess.PIPE, stderr=err)
-        self.procs.append(proc)
+                [sys.executable, str(Path(__file__).resolve()), "_delay", pair.server_ns, t_srv, pair.client_ns,
+                 t_cli, str(self.delay_ms)], stdout=subprocess.PIPE, stderr=err)
+        self._stack.callback(_stop, proc)
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 10)
         line = proc.stdout.readline() if ready else b""
         if line.strip() != b"ready":
             raise BenchError(f"the delay line did not start: {(self.work / 'delay-line.log').read_text().strip()}")
-        self._address(t_srv, t_cli)
-
-    def _address(self, dev_srv: str, dev_cli: str) -> None:
-        for ns, dev, ip in ((self.srv, dev_srv, SRV_IP), (self.cli, dev_cli, CLI_IP)):
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/{PREFIX}", "dev", dev)
+        for ns, dev, ip in ((pair.server_ns, t_srv, pair.server_ip), (pair.client_ns, t_cli, pair.client_ip)):
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/{pair.prefix}", "dev", dev)
             sh("ip", "-n", ns, "link", "set", dev, "up")
 
     def start_nginx(self, tree: Path, cert: Path) -> AccessLog:
+        from tests.support.peers.http import PeerStartError
+        from tests.support.peers.netns import Side
+
         prefix = self.work / "nginx"
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (prefix / "tmp" / sub).mkdir(parents=True, exist_ok=True)
         conf = prefix / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(work=prefix, tree=tree, cert=cert, ip=SRV_IP))
-        with (prefix / "nginx-stderr.log").open("wb") as err:
-            proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.srv, NGINX, "-p", str(prefix), "-c", str(conf), "-e",
-                 str(prefix / "nginx-error.log"), "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=err)
-        self.procs.append(proc)  # `ip netns exec` execs: this PID is nginx's
-        time.sleep(0.2)
-        if proc.poll() is not None:
-            raise BenchError(f"nginx exited {proc.returncode}: {(prefix / 'nginx-stderr.log').read_text().strip()} "
-                             f"{(prefix / 'nginx-error.log').read_text().strip()}")
+        conf.write_text(NGINX_CONF.format(work=prefix, tree=tree, cert=cert, ip=self.server_ip))
+        nginx = self.pair.start(Side.SERVER, "nginx", [NGINX, "-p", str(prefix), "-c", str(conf), "-e",
+                                                       str(prefix / "nginx-error.log"), "-g", "daemon off;"],
+                                extra_logs=[prefix / "nginx-error.log"])
+        try:
+            nginx.wait_bound("tcp", 80, 443)
+        except PeerStartError as exc:
+            raise BenchError(str(exc)) from exc
         return AccessLog(prefix / "access.log")
 
     def in_client(self, *argv: str, timeout: float = CLIENT_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ip", "netns", "exec", self.cli, *argv], capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        return self.pair.run_in_client(argv, timeout=timeout)
 
     def worker(self, *args: str) -> dict[str, object]:
         proc = self.in_client(sys.executable, str(Path(__file__).resolve()), *args)
@@ -552,6 +543,16 @@ class Lab:
             raise BenchError(f"worker {args[0]} failed (exit {proc.returncode}): "
                              f"{proc.stdout.strip()} {proc.stderr.strip()}")
         return data
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -624,7 +625,7 @@ def one_run(lab: Lab, log: AccessLog, config: Path, url: str, process: str) -> R
 
 def measure(lab: Lab, log: AccessLog, scenario: Scenario, runs: int, ca: Path) -> Result:
     result = Result(scenario)
-    url = f"{scenario.scheme}://{SRV_IP}/provisioning.xml"
+    url = f"{scenario.scheme}://{lab.server_ip}/provisioning.xml"
     for i in range(runs):
         state = lab.work / "clients" / f"{scenario.scheme}-c{scenario.concurrency}-{scenario.process}-{i}"
         state.mkdir(parents=True)
@@ -718,7 +719,7 @@ def end_to_end(lab: Lab, ca: Path) -> tuple[Row, str]:
     state.mkdir(parents=True)
     config = state.with_suffix(".json")
     write_config(config, state, ca, 4)
-    url = f"https://{SRV_IP}/provisioning.xml"
+    url = f"https://{lab.server_ip}/provisioning.xml"
     started = time.perf_counter()
     proc = lab.in_client(*provd_argv(), "--config", str(config), "start", "--url", url, "--json")
     wall = time.perf_counter() - started
@@ -750,7 +751,6 @@ def bench(args: argparse.Namespace, lab: Lab) -> int:
     ca = trustme.CA()
     ca_file, cert_file = work / "ca.pem", work / "server.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    ca.issue_cert(SRV_IP).private_key_and_cert_chain_pem.write_to_path(str(cert_file))
     files = [tree / "provisioning.xml", *(tree / f"f{n}.xml" for n in range(1, FILES + 1))]
     checked = subprocess.run([*provd_argv(), "validate", *map(str, files)], capture_output=True, text=True,
                              check=False)
@@ -759,8 +759,9 @@ def bench(args: argparse.Namespace, lab: Lab) -> int:
     tree_bytes = sum(f.stat().st_size for f in files)
 
     lab.up(args.emulation)
+    ca.issue_cert(lab.server_ip).private_key_and_cert_chain_pem.write_to_path(str(cert_file))
     log = lab.start_nginx(tree, cert_file)
-    probe = lab.worker("_probe", SRV_IP, "80,443", "5")
+    probe = lab.worker("_probe", lab.server_ip, "80,443", "5")
     icmp = probe.get("icmp_ms")
     tcp = probe.get("tcp_ms")
     if not (isinstance(icmp, list) and isinstance(tcp, dict)):
@@ -829,6 +830,7 @@ def main(argv: list[str]) -> int:
     except Precondition as exc:
         print(f"bench_fetch: {exc}", file=sys.stderr)
         return 2
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab of tests/support/peers (not in workers)
     work = Path(tempfile.mkdtemp(prefix="provd-bench-fetch-"))
     lab = Lab(work, args.delay_ms)
     atexit.register(lab.close)

@@ -8,8 +8,7 @@ import pytest
 
 from provd.core.checksync import Action, CheckSyncHandler, Policy, allowed
 from provd.core.sip import SipResponse, parse
-
-from .conftest import TORTURE as TORTURE_DIR
+from tests.support.paths import TORTURE as TORTURE_DIR
 
 SECTIONS = frozenset({"provisioning", "keys", "identities", "users", "telephony", "templates", "luaLibraries",
                       "contactList"})

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Provd
-from .daemonhelp import RunningDaemon, running_daemon
-from .peers.netns import NetnsPair
-from .peers.polling import wait_until
-from .peers.sip import CheckSyncSender, notify_sync_body, settings_snippet_body
-from .peers.web import ProvHttp
+from tests.support.cli import Provd
+from tests.support.daemon import RunningDaemon, running_daemon
+from tests.support.peers.netns import NetnsPair
+from tests.support.peers.sip import CheckSyncSender, notify_sync_body, settings_snippet_body
+from tests.support.peers.web import ProvHttp
+from tests.support.polling import wait_until
 
 KEYS = '<keys><phoneXtensions><key keyNumber="1" label="{label}"/></phoneXtensions></keys>'
 

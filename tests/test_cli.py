@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from .conftest import VENDOR, Provd, WriteFile
-from .enginehelp import xpath
+from tests.support.cli import Provd
+from tests.support.paths import VENDOR, WriteFile
+from tests.support.settings import xpath
 
 VENDOR_FILES = sorted(p.name for p in VENDOR.glob("*.xml"))
 

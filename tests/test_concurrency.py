@@ -17,9 +17,8 @@ import pytest
 
 from provd.errors import StoreConflict
 from provd.settings.store import BytesPayload, Store
-
-from .conftest import Provd, clone_store, provd_at
-from .contactgen import contact_list_xml
+from tests.support.cli import Provd, clone_store, provd_at
+from tests.support.contacts import contact_list_xml
 
 BIG = 30_000  # ~12 MB of XML: its apply runs long enough for a small one to start and finish inside it
 ROUNDS = 4

@@ -22,10 +22,10 @@ import pytest
 
 from provd.core.control import Request, decode_answer, max_line_bytes, parse_request
 from provd.errors import ControlError
+from tests.support.cli import Provd
+from tests.support.daemon import running_daemon
+from tests.support.peers.http import Served
 
-from .conftest import Provd
-from .daemonhelp import running_daemon
-from .peers.http import Served
 from .test_daemon import configure, keys
 
 B64 = base64.b64encode(b"NOTIFY").decode()

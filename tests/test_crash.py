@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import VENDOR, Provd, clone_store, provd_at
-from .contactgen import contact_list_xml
+from tests.support.cli import Provd, clone_store, provd_at
+from tests.support.contacts import contact_list_xml
+from tests.support.paths import VENDOR
 
 ROUNDS = int(os.environ.get("PROVD_CRASH_ROUNDS", "50"))
 CONTACTS = 20_000  # ~8 MB of XML, a commit of the same size

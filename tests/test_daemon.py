@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from .conftest import TORTURE as TORTURE_DIR
-from .conftest import Provd
-from .daemonhelp import running_daemon
-from .peers.http import HttpPeers, Served
-from .peers.polling import wait_until
+from tests.support.cli import Provd
+from tests.support.daemon import running_daemon
+from tests.support.paths import TORTURE as TORTURE_DIR
+from tests.support.peers.http import HttpPeers, Served
+from tests.support.polling import wait_until
 
 TORTURE = sorted(TORTURE_DIR.glob("*.dat"))
 
@@ -539,7 +539,7 @@ def test_full_disk_fails_the_run_and_the_daemon_serves_on(tmp_path: Path, served
     """The state directory on a small tmpfs, filled up: the run's commit fails (recorded as failed where SQLite
     can still write), `provd start` gets a failed report, the daemon keeps answering; with space again the
     next run commits."""
-    from .contactgen import contact_list_xml
+    from tests.support.contacts import contact_list_xml
 
     served.write("big.xml", contact_list_xml(3000))
     served.write("small.xml", keys(9, "after-full"))

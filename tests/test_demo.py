@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from .conftest import REPO
+from tests.support.paths import REPO
 
 
 def test_demo_provisions_the_example_tree() -> None:

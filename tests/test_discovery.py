@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from .peers.dhcp import OPT43_MALFORMED, DhcpServerFactory, auerswald_opt43
-from .peers.netns import NetnsPair
-from .peers.ntp import NtpServerFactory
-from .peers.sip import PnpMode, PnpResponderFactory
-from .peers.web import ProvHttp, RedirectService, RedirectServiceFactory
+from tests.support.peers.dhcp import OPT43_MALFORMED, DhcpServerFactory, auerswald_opt43
+from tests.support.peers.netns import NetnsPair
+from tests.support.peers.ntp import NtpServerFactory
+from tests.support.peers.sip import PnpMode, PnpResponderFactory
+from tests.support.peers.web import ProvHttp, RedirectService, RedirectServiceFactory
 
 KEYS = '<keys><phoneXtensions><key keyNumber="1" label="{label}"/></phoneXtensions></keys>'
 

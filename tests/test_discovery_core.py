@@ -10,8 +10,7 @@ import pytest
 
 from provd.core import clock, pnp, sip
 from provd.sources.discovery import Attempt, Context, Source, discover
-
-from .fakes import FakeClock
+from tests.support.fakes import FakeClock
 
 NOW = 1_800_000_000.0
 BUILD = 1_790_000_000.0

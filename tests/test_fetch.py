@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import Provd
-from .daemonhelp import running_daemon
-from .peers.http import HttpPeers, Served
+from tests.support.cli import Provd
+from tests.support.daemon import running_daemon
+from tests.support.peers.http import HttpPeers, Served
 
 MAC = "00:09:52:00:00:0E"
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import VENDOR, Provd
+from tests.support.cli import Provd
+from tests.support.paths import VENDOR
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 MUSIC = VENDOR / "music.xml"

@@ -7,8 +7,7 @@ import pytest
 from provd.core.versions import resolve_version
 from provd.model import ChangeAction
 from provd.settings.catalog import Catalog
-
-from .enginehelp import apply_text, values
+from tests.support.settings import apply_text, values
 
 SUPPORTED = ["1.8.8", "1.26.11", "1.34.0"]
 

@@ -7,8 +7,7 @@ import pytest
 from provd.core.operations import normalise_path
 from provd.model import ChangeAction
 from provd.settings.catalog import Catalog
-
-from .enginehelp import apply_text, values
+from tests.support.settings import apply_text, values
 
 KEYS = """<keys version="1.34.0"><phoneXtensions>
 <key keyNumber="1" label="one"/><key keyNumber="2" label="two"/><key keyNumber="3" label="three"/>

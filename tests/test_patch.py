@@ -6,8 +6,7 @@ import pytest
 
 from provd.model import ChangeAction
 from provd.settings.catalog import Catalog
-
-from .enginehelp import apply_text, section, values
+from tests.support.settings import apply_text, section, values
 
 KEYS = """<keys version="1.34.0"><phoneXtensions>
 <key keyNumber="1" label="one"><templateName>speed</templateName></key>

@@ -1,4 +1,5 @@
-"""The HTTP test bench keeps its contract: each peer of `tests.peers.http`, probed with httpx alone (no provd)."""
+"""The HTTP test bench keeps its contract: each peer of `tests.support.peers.http`, probed with httpx alone
+(no provd)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import httpx
 import pytest
 import trustme
 
-from tests.peers import http as bench
-from tests.peers.http import HttpPeers, Served, running_http_peers
+from tests.support.peers import http as bench
+from tests.support.peers.http import HttpPeers, Served, running_http_peers
 
 TIMEOUT = httpx.Timeout(5.0)
 STALL = httpx.Timeout(5.0, read=0.3)  # how long "stalled" has to last to count

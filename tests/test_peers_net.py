@@ -1,5 +1,6 @@
-"""The network bench keeps its contract: each peer of `tests.peers.netbench`, probed from the client namespace with
-small programs (`tests/peers/nettools.py`: scapy, ntplib, sockets, urllib) and no provd code."""
+"""The network bench keeps its contract: each peer of `tests.support.peers.netbench`, probed from the client
+namespace with small programs (`tests/support/peers/nettools.py`: scapy, ntplib, sockets, urllib) and no provd
+code."""
 
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ from typing import Any
 
 import pytest
 
-from tests.peers.dhcp import OPT43_MALFORMED, DhcpServerFactory, auerswald_opt43
-from tests.peers.netns import NetnsPair, NsProcess, Side, WirePacket, nettools_argv, running_netns
-from tests.peers.ntp import NtpServerFactory
-from tests.peers.sip import CheckSyncSender, PnpMode, PnpResponderFactory, notify_sync_body, settings_snippet_body
-from tests.peers.web import ProvHttp, RedirectServiceFactory
+from tests.support.peers.dhcp import OPT43_MALFORMED, DhcpServerFactory, auerswald_opt43
+from tests.support.peers.netns import NetnsPair, NsProcess, Side, WirePacket, nettools_argv, running_netns
+from tests.support.peers.ntp import NtpServerFactory
+from tests.support.peers.sip import (
+    CheckSyncSender,
+    PnpMode,
+    PnpResponderFactory,
+    notify_sync_body,
+    settings_snippet_body,
+)
+from tests.support.peers.web import ProvHttp, RedirectServiceFactory
 
 VENDOR_CLASS = "auerswald-D400"
 

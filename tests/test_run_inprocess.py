@@ -1,5 +1,5 @@
 """The whole run in-process (docs/design.md §1: preconditions → discovery → fetch → apply → commit), its
-outside world faked (tests/fakes.py) and the store real on tmp_path. What comes first is decided by the
+outside world faked (tests/support/fakes.py) and the store real on tmp_path. What comes first is decided by the
 fake clock or by events, never by real sleeps; the end-to-end tests against real peers stay beside these."""
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from provd.run import provision
 from provd.settings.catalog import Catalog
 from provd.settings.phone import Settings
 from provd.sources.dhcp_inform import DhcpUnavailable
-
-from .fakes import Answer, FakeDhcp, FakeInterfaces, FakeMulticast, FakeNtp, FakeWeb, World
+from tests.support.fakes import Answer, FakeDhcp, FakeInterfaces, FakeMulticast, FakeNtp, FakeWeb, World
 
 MAC = "001565F4F9E1"
 REDIRECT = f"https://redirect.test/?mac={MAC}"

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from provd.core import sip
-
-from .conftest import TORTURE
+from tests.support.paths import TORTURE
 
 FILES = sorted(TORTURE.glob("*.dat"))
 RESPONSES = {"unreason", "noreason", "scalarlg", "bigcode", "bcast"}

@@ -22,12 +22,11 @@ from provd.errors import StoreError
 from provd.model import RunReport
 from provd.run import provision
 from provd.settings.phone import Settings
+from tests.support.cli import Provd
+from tests.support.contacts import contact_list_xml
+from tests.support.polling import wait_until
 
-from .conftest import Provd
-from .contactgen import contact_list_xml
-from .peers.polling import wait_until
-
-FAULTS = Path(__file__).parent / "peers" / "faults.py"
+FAULTS = Path(__file__).parent / "support" / "peers" / "faults.py"
 READERS = ("show", "backup", "history", "status")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
 

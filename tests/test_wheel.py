@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, VENDOR
+from tests.support.paths import REPO, VENDOR
 
 
 @pytest.mark.slow

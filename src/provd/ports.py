@@ -2,7 +2,7 @@
 interface, DHCP, NTP, SIP multicast, HTTP), as Protocols, with the values that cross them.
 
 No I/O and no heavy import here: `Ports.real()` imports the adapters when called, so `provd apply` (which
-never runs) stays free of asyncio and ssl. Tests pass typed fakes instead (tests/fakes.py).
+never runs) stays free of asyncio and ssl. Tests pass typed fakes instead (tests/support/fakes.py).
 """
 
 from __future__ import annotations

@@ -15,19 +15,30 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from provd import xmltree
 from provd.core import markers, urls
 from provd.core.documents import Document, DocumentKind, parse_document
 from provd.errors import FetchURLError, ProvdError, ReferenceChainError, SchemaError
 from provd.model import Device
 from provd.ports import HttpClient, RunBudget, Validators
-from provd.settings.catalog import Catalog
 from provd.transport.cache import HttpCache
 from provd.transport.files import read_capped
 
 Progress = Callable[[str], None]
+
+
+class Catalog(Protocol):
+    """What the chain needs of the schema catalog (provd.settings.catalog.Catalog); transport does not import
+    settings (the import contract in pyproject.toml)."""
+
+    @property
+    def sections(self) -> frozenset[str]: ...
+
+    def file_schema(self, name: str) -> xmltree.Schema: ...
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from typing import IO, Any
 
 import pytest
 
-from tests.peers.http import PeerStartError, peer_failure, stop_popen
-from tests.peers.polling import wait_for_matches
+from tests.support.peers.http import PeerStartError, peer_failure, stop_popen
+from tests.support.polling import wait_for_matches
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
@@ -57,7 +57,7 @@ class Side(Enum):
 
 def nettools_argv(*args: str) -> list[str]:
     """Run `nettools.py` (probes, recorder, small responders) with this venv's python, isolated (`-I`):
-    otherwise `tests/peers/http.py` would shadow the stdlib `http` package on its sys.path."""
+    otherwise `tests/support/peers/http.py` would shadow the stdlib `http` package on its sys.path."""
     return [sys.executable, "-I", str(NETTOOLS), *args]
 
 

@@ -17,8 +17,8 @@ from typing import Protocol
 
 import pytest
 
-from tests.peers.http import PeerStartError
-from tests.peers.netns import NetnsPair, NsProcess, Side, bound_ports, has_packet_socket
+from tests.support.peers.http import PeerStartError
+from tests.support.peers.netns import NetnsPair, NsProcess, Side, bound_ports, has_packet_socket
 
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 VENDOR_CLASS_PREFIX = "auerswald-"  # docs/design.md §3: dhcp.vendor_class defaults to "auerswald-<type>"
@@ -150,7 +150,7 @@ def _isc_conf(pair: NetnsPair, served: _Served) -> str:
             lines.append(option)
     body = "".join(f"  {line}\n" for line in lines)
     # ping-check: an OFFER would wait ~1 s for an ICMP echo; INFORM is not affected, but keep the server quick.
-    return f"""# tests/peers/dhcp.py: ISC dhcpd in {pair.server_ns}
+    return f"""# tests/support/peers/dhcp.py: ISC dhcpd in {pair.server_ns}
 authoritative;
 ping-check false;
 ddns-update-style none;
@@ -192,7 +192,7 @@ def _dnsmasq_conf(pair: NetnsPair, served: _Served, leases: Path) -> str:
             lines.append(f"dhcp-vendorclass=set:vendor43,{served.opt43_vendor_prefix}")  # a substring match
             tag = "tag:vendor43,"
         lines.append(f"dhcp-option={tag}43,{_hex(served.opt43)}")
-    return "# tests/peers/dhcp.py: dnsmasq in " + pair.server_ns + "\n" + "\n".join(lines) + "\n"
+    return "# tests/support/peers/dhcp.py: dnsmasq in " + pair.server_ns + "\n" + "\n".join(lines) + "\n"
 
 
 def start_dhcp_server(pair: NetnsPair, kind: DhcpKind | str = DhcpKind.ISC, *,

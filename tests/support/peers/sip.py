@@ -23,8 +23,8 @@ from typing import Protocol
 
 import pytest
 
-from tests.peers.http import PeerStartError
-from tests.peers.netns import Capture, NetnsPair, NsProcess, Side, WirePacket, nettools_argv
+from tests.support.peers.http import PeerStartError
+from tests.support.peers.netns import Capture, NetnsPair, NsProcess, Side, WirePacket, nettools_argv
 
 PNP_PORT = 5060
 CHECK_SYNC_FROM_PORT = 5070  # the PBX's source port in the lab and in PROTOCOLS §2.2
@@ -149,7 +149,7 @@ def _pnp_scenario(mode: PnpMode, notify_delay_ms: int) -> str:
   </send>
 {after}"""
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!-- tests/peers/sip.py: ua-profile PnP responder, mode {mode.value} -->
+<!-- tests/support/peers/sip.py: ua-profile PnP responder, mode {mode.value} -->
 <scenario name="ua-profile PnP responder ({mode.value})">
 {body}</scenario>
 """
@@ -292,7 +292,7 @@ def _sender_scenario(event: str | None, has_body: bool) -> str:
         f'  <recv response="{code}"{optional if code != KNOWN_STATUSES[-1] else ""} next="done">'
         f'<action><log message="STATUS {code}"/></action></recv>\n' for code in KNOWN_STATUSES)
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!-- tests/peers/sip.py: out-of-dialog NOTIFY check-sync, as a PBX sends it -->
+<!-- tests/support/peers/sip.py: out-of-dialog NOTIFY check-sync, as a PBX sends it -->
 <scenario name="check-sync NOTIFY sender">
   <send retrans="500">
     <![CDATA[

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .conftest import Provd
-from .peers.polling import wait_until
+from tests.support.cli import Provd
+from tests.support.polling import wait_until
 
 
 @dataclass

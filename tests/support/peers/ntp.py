@@ -16,8 +16,8 @@ from typing import Protocol
 
 import pytest
 
-from tests.peers.http import PeerStartError
-from tests.peers.netns import NetnsPair, NsProcess, Side
+from tests.support.peers.http import PeerStartError
+from tests.support.peers.netns import NetnsPair, NsProcess, Side
 
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 
@@ -53,7 +53,7 @@ def start_ntp_server(pair: NetnsPair, *, synced: bool = True, port: int = 123) -
     pid = pair.unique_path("chronyd.pid")
     pid.unlink()  # chronyd refuses to start while its pid file names a running chronyd; a fresh name is safer
     drift = pair.unique_path("chrony.drift")
-    config.write_text(f"""# tests/peers/ntp.py: chronyd in {pair.server_ns}
+    config.write_text(f"""# tests/support/peers/ntp.py: chronyd in {pair.server_ns}
 {"local stratum 8" if synced else "# no local reference: unsynchronised"}
 allow {ipaddress.ip_network(f"{pair.client_ip}/{pair.prefix}", strict=False)}
 bindaddress {pair.server_ip}

@@ -3,7 +3,7 @@
 It prints its port on stdout once it listens on 127.0.0.1, then serves until killed. It owns the faults a
 well-behaved server cannot be made to produce (RST, short bodies, stalls, huge bodies) and a small file server
 that counts requests. Standard library only: it runs isolated (`-I`) from the tests' sys.path, where
-`tests/peers/http.py` would otherwise shadow the stdlib `http` package.
+`tests/support/peers/http.py` would otherwise shadow the stdlib `http` package.
 
 Routes (a fault route may carry any prefix, `/<tag>/big` behaves like `/big`, so tests count their own paths):
     /reset                 read the request, close with RST (SO_LINGER 0)

@@ -4,7 +4,8 @@ a wrong-host certificate, mutual TLS, Basic auth), lighttpd (Digest auth) and th
 All listen on 127.0.0.1 on free ports picked at run time and keep their config, certificates, logs and temp
 files in one tmp tree; they share one document root. This module owns the processes it starts and stops each
 by PID at teardown; it never touches a system nginx/lighttpd, their config or well-known ports.
-Use: `from tests.peers.http import http_peers, served  # noqa: F401` in a conftest, then the fixtures.
+Use: `from tests.support.peers.http import http_peers, served  # noqa: F401` in a conftest, then the
+fixtures.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.peers.polling import wait_for_matches
+from tests.support.polling import wait_for_matches
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0

@@ -4,7 +4,7 @@ Peers: `capture` (wire recorder), `pnp-respond` (SIP PnP responder for what sipp
 (the HTTPS Redirect Service). Phone-side probes for the bench's self-test: `dhcp-inform`, `ntp`, `subscribe`,
 `sip-answer`, `http-get`. A peer prints `ready` on stdout once its sockets are bound; a probe prints one JSON
 document. Standard library (plus scapy/ntplib where named); never imports provd. Run isolated (`-I`): its own
-directory on sys.path would let `tests/peers/http.py` shadow the stdlib `http` package.
+directory on sys.path would let `tests/support/peers/http.py` shadow the stdlib `http` package.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from typing import Protocol
 import pytest
 import trustme
 
-from tests.peers.http import _LOG_FORMAT, AccessLogEntry, _nginx_binary
-from tests.peers.netns import NetnsPair, NsProcess, Side, nettools_argv
+from tests.support.peers.http import _LOG_FORMAT, AccessLogEntry, _nginx_binary
+from tests.support.peers.netns import NetnsPair, NsProcess, Side, nettools_argv
 
 REDIRECT_PORT = 443
 PROV_HTTP_PORT = 8080
