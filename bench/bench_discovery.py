@@ -38,17 +38,17 @@ def inner(config: str, mode: str) -> None:
     from provd import __version__
     from provd import config as configuration
     from provd.run import device, provision
-    from provd.settings.phone import Settings
+    from provd.settings.phone import PhoneSettings
     from provd.sources import discovery
     from provd.transport.http import HttpClient
 
-    settings = Settings(configuration.load(config))
+    settings = PhoneSettings(configuration.load(config))
     switches = settings.discovery_switches()
     cfg = settings.config
     dev = device.device_from_config(cfg)
 
     async def run() -> dict[str, object]:
-        async with HttpClient(provision.http_settings(cfg, device.user_agent(cfg, dev, __version__))) as client:
+        async with HttpClient(provision.http_options(cfg, device.user_agent(cfg, dev, __version__))) as client:
             ctx = discovery.Context(config=cfg, device=dev, switches=switches, client=client,
                                     progress=lambda _line: None)
             started = time.monotonic()
@@ -57,7 +57,7 @@ def inner(config: str, mode: str) -> None:
             found = await discovery.discover(ctx)
             done = time.monotonic()
         return {"total_ms": (done - started) * 1000, "preconditions_ms": (preconditions - started) * 1000,
-                "source": found.source, "url": found.url,
+                "source": found.source.value if found.source else None, "url": found.url,
                 "attempts": [a.to_json() for a in found.attempts]}
 
     result = asyncio.run(run())

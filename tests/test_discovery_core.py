@@ -8,7 +8,8 @@ from typing import Any, cast
 import pytest
 
 from provd.core import clock, pnp, sip
-from provd.sources.discovery import Attempt, Context, Source, discover
+from provd.model import Attempt, AttemptResult, Source
+from provd.sources.discovery import Context, SourceProbe, discover
 
 NOW = 1_800_000_000.0
 BUILD = 1_790_000_000.0
@@ -89,7 +90,7 @@ def test_judge_notify(data: bytes, verdict: pnp.Verdict, url: str | None) -> Non
     assert judged.url == url
 
 
-def make(name: str, result: str, delay: float, log: list[str]) -> Source:
+def make(name: str, result: str, delay: float, log: list[str]) -> SourceProbe:
     async def source(_ctx: Context) -> Attempt:
         try:
             await asyncio.sleep(delay)
@@ -97,12 +98,12 @@ def make(name: str, result: str, delay: float, log: list[str]) -> Source:
             log.append(f"{name} cancelled")
             raise
         log.append(f"{name} done")
-        return Attempt(name, result, "test", f"http://{name}/" if result == "found" else None,
+        return Attempt(Source(name), AttemptResult(result), "test", f"http://{name}/" if result == "found" else None,
                        (f"http://{name}/",) if result == "found" else ())
     return source
 
 
-SEQ = (("dhcp",), ("redirect", "multicast"), ("configured",))
+SEQ = ((Source.DHCP,), (Source.REDIRECT, Source.MULTICAST), (Source.CONFIGURED,))
 
 
 @pytest.mark.parametrize(("behaviour", "winner", "log"), [
@@ -119,13 +120,13 @@ SEQ = (("dhcp",), ("redirect", "multicast"), ("configured",))
 ])
 def test_sequence(behaviour: dict[str, tuple[str, float]], winner: str | None, log: list[str]) -> None:
     seen: list[str] = []
-    sources = {name: make(name, *behaviour.get(name, ("none", 0.0)), seen) for stage in SEQ for name in stage}
+    sources = {s: make(s.value, *behaviour.get(s.value, ("none", 0.0)), seen) for stage in SEQ for s in stage}
     result = asyncio.run(discover(cast(Context, _Ctx()), sources=sources, sequence=SEQ))
-    assert result.source == winner
+    assert (result.source.value if result.source else None) == winner
     assert seen == log
-    assert [a.source for a in result.attempts] == ["dhcp", "redirect", "multicast", "configured"]
+    assert [a.source.value for a in result.attempts] == ["dhcp", "redirect", "multicast", "configured"]
     if winner:
-        later = [a for a in result.attempts if a.result == "skipped"]
+        later = [a for a in result.attempts if a.result is AttemptResult.SKIPPED]
         assert all("first" in a.detail for a in later)
 
 

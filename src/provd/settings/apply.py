@@ -1,4 +1,4 @@
-"""The settings engine: apply parsed provisioning documents to a working copy of the settings.
+"""The per-section apply of parsed documents to a `WorkingCopy` (the settings as one run changes them).
 
 Per section: detect the version, migrate step by step, merge or replace, drop what the current XSD does
 not know, validate; a section that fails is rejected alone (docs/design.md §5) and the working copy keeps its
@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 from provd import xmltree
 from provd.core import migrate, operations, patch, shape, versions
-from provd.core.documents import Document, DocumentKind
-from provd.errors import DocumentError, RefusedDocument, SchemaError
-from provd.model import ChangeAction, SectionChange
+from provd.core.documents import Document, Door, refuse_reference
+from provd.errors import DocumentError, SchemaError
+from provd.model import ChangeAction, DocumentKind, SectionChange
 from provd.settings.catalog import Catalog
 from provd.settings.store import StoredSection
 from provd.xmltree import Element, element_children
@@ -95,14 +95,13 @@ def apply_document(catalog: Catalog, wc: WorkingCopy, doc: Document) -> list[Sec
     """Apply a patch or operations document to `wc`.
 
     Raises:
-        RefusedDocument: a reference document (the fetch engine expands those).
+        RefusedDocument: a reference document (only the chain expands those).
         DocumentError: the document as a whole is unusable (bad `patchDefault`, operations schema).
     """
     if doc.kind is DocumentKind.PATCH:
         return _apply_patch(catalog, wc, doc)
-    if doc.kind is DocumentKind.OPERATIONS:
-        return _apply_operations(catalog, wc, doc)
-    raise RefusedDocument("a reference file cannot be applied directly", source=doc.source)
+    refuse_reference(doc, Door.WORKING_COPY)
+    return _apply_operations(catalog, wc, doc)
 
 
 def check_document(catalog: Catalog, doc: Document) -> list[SectionChange]:
@@ -115,9 +114,9 @@ def check_document(catalog: Catalog, doc: Document) -> list[SectionChange]:
     if doc.kind is DocumentKind.PATCH:
         return _apply_patch(catalog, WorkingCopy(catalog, lambda _name: None), doc)
     if doc.kind is DocumentKind.REFERENCE:
-        _check_schema(catalog.file_schema("provisioning_references"), doc)
+        catalog.file_schema("provisioning_references").check(doc.root, source=doc.source)
         return []
-    _check_schema(catalog.file_schema("operations"), doc)
+    catalog.file_schema("operations").check(doc.root, source=doc.source)
     changes: list[SectionChange] = []
     for op in operations.parse_operations(doc.root, source=doc.source):
         if op.section not in catalog.sections:
@@ -127,13 +126,6 @@ def check_document(catalog: Catalog, doc: Document) -> list[SectionChange]:
         if not any(c.section == op.section for c in changes):
             changes.append(SectionChange(op.section, ChangeAction.OPERATIONS, doc.source))
     return changes
-
-
-def _check_schema(schema: xmltree.Schema, doc: Document) -> None:
-    issues = schema.issues(doc.root)
-    if issues:
-        first = issues[0]
-        raise SchemaError(first.message, source=doc.source, line=first.line, xpath=first.xpath)
 
 
 def _apply_patch(catalog: Catalog, wc: WorkingCopy, doc: Document) -> list[SectionChange]:
@@ -152,19 +144,20 @@ def _apply_section(catalog: Catalog, wc: WorkingCopy, el: Element, default_merge
     name = str(el.tag)
     if name not in catalog.sections:
         return SectionChange(name, ChangeAction.REJECTED, source,
-                             errors=[f"{source}:{xmltree.line(el)}: unknown settings section <{name}>"])
+                             errors=(f"{source}:{xmltree.line(el)}: unknown settings section <{name}>",))
+    warnings: list[str] = []
     try:
         merge = patch.parse_bool(el.get("patch"), default=default_merge, source=source,
                                  xpath=f"/{name}/@patch")
-        change = SectionChange(name, ChangeAction.MERGED if merge else ChangeAction.REPLACED, source)
+        action = ChangeAction.MERGED if merge else ChangeAction.REPLACED
         declared = el.get("version")
         version = _detect_version(catalog, name, el) if declared is None else None
         if declared is not None:
             version, warning = versions.resolve_version(declared, catalog.versions(name))
             if warning:
-                change.warnings.append(f"{source}: <{name}>: {warning}")
+                warnings.append(f"{source}: <{name}>: {warning}")
         assert version is not None
-        change.migrated += _migrate(catalog, el, version, full=not merge)
+        migrated = tuple(_migrate(catalog, el, version, full=not merge))
         current = catalog.current(name)
         if merge:
             result = wc.take(name)
@@ -177,20 +170,19 @@ def _apply_section(catalog: Catalog, wc: WorkingCopy, el: Element, default_merge
             # merged result is pruning the patch; it is done only when needed, as the walk costs time.
             dropped = shape.unknown_nodes(result, catalog.shape(name, current), prune=True)
             if dropped:
-                change.warnings += [f"{source}: dropped {p}: unknown in {name} {current}" for p in dropped]
+                warnings += [f"{source}: dropped {p}: unknown in {name} {current}" for p in dropped]
                 issues = catalog.schema(name, current).issues(result)
         if issues:
-            change.action = ChangeAction.REJECTED
-            change.errors = [_issue_text(source, i) for i in issues]
-            return change
+            return SectionChange(name, ChangeAction.REJECTED, source, tuple(warnings),
+                                 tuple(_issue_text(source, i) for i in issues), migrated)
     except DocumentError as exc:
-        return SectionChange(name, ChangeAction.REJECTED, source, errors=[str(exc)])
+        return SectionChange(name, ChangeAction.REJECTED, source, errors=(str(exc),))
     for attr in patch.CONTROL_ATTRIBUTES:
         if attr in result.attrib:
             del result.attrib[attr]
     result.set("version", current)
     wc.put(name, result)
-    return change
+    return SectionChange(name, action, source, tuple(warnings), migrated=migrated)
 
 
 def _detect_version(catalog: Catalog, name: str, el: Element) -> str:
@@ -228,32 +220,33 @@ def _issue_text(source: str, issue: xmltree.Issue) -> str:
 
 
 def _apply_operations(catalog: Catalog, wc: WorkingCopy, doc: Document) -> list[SectionChange]:
-    _check_schema(catalog.file_schema("operations"), doc)
+    catalog.file_schema("operations").check(doc.root, source=doc.source)
     ops = operations.parse_operations(doc.root, source=doc.source)
     by_section: dict[str, list[operations.Operation]] = {}
     for op in ops:
         by_section.setdefault(op.section, []).append(op)
     changes = []
     for name, section_ops in by_section.items():
-        change = SectionChange(name, ChangeAction.OPERATIONS, doc.source)
-        changes.append(change)
-        if name not in catalog.sections:
-            change.action = ChangeAction.REJECTED
-            change.errors = [f"{doc.source}: unknown settings section {name!r}; its operations were discarded"]
-            continue
-        root = wc.take(name)
-        try:
-            for op in section_ops:
-                root = operations.apply_operation(root, op, source=doc.source)
-        except DocumentError as exc:
-            change.action = ChangeAction.REJECTED
-            change.errors = [f"{exc}; all operations on <{name}> were discarded"]
-            continue
-        issues = catalog.schema(name, catalog.current(name)).issues(root)
-        if issues:
-            change.action = ChangeAction.REJECTED
-            change.errors = [_issue_text(doc.source, i) for i in issues]
-            change.errors.append(f"{doc.source}: the result is invalid; all operations on <{name}> were discarded")
-            continue
-        wc.put(name, root)
+        changes.append(_apply_section_operations(catalog, wc, name, section_ops, doc.source))
     return changes
+
+
+def _apply_section_operations(catalog: Catalog, wc: WorkingCopy, name: str,
+                              section_ops: list[operations.Operation], source: str) -> SectionChange:
+    def rejected(*errors: str) -> SectionChange:
+        return SectionChange(name, ChangeAction.REJECTED, source, errors=errors)
+
+    if name not in catalog.sections:
+        return rejected(f"{source}: unknown settings section {name!r}; its operations were discarded")
+    root = wc.take(name)
+    try:
+        for op in section_ops:
+            root = operations.apply_operation(root, op, source=source)
+    except DocumentError as exc:
+        return rejected(f"{exc}; all operations on <{name}> were discarded")
+    issues = catalog.schema(name, catalog.current(name)).issues(root)
+    if issues:
+        return rejected(*(_issue_text(source, i) for i in issues),
+                        f"{source}: the result is invalid; all operations on <{name}> were discarded")
+    wc.put(name, root)
+    return SectionChange(name, ChangeAction.OPERATIONS, source)
