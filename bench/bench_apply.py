@@ -114,8 +114,9 @@ def phases(config: Path, path: Path) -> dict[str, float]:
     one (a fresh store copy each time; interpreter start-up and imports are the rest of the wall time)."""
     from provd import config as config_mod
     from provd.model import RunReport, Trigger
-    from provd.settings.apply import WorkingCopy, apply_document
+    from provd.settings.apply import apply_document
     from provd.settings.phone import PhoneSettings
+    from provd.settings.working_copy import WorkingCopy
 
     times: dict[str, float] = {}
 

@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from provd.errors import PreconditionsNotMet, ProvdError
 
@@ -136,31 +136,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _cmd_validate(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
     ok = True
-    results: list[dict[str, Any]] = []
+    results: list[dict[str, object]] = []
     for name in args.files:
-        entry: dict[str, Any] = {"file": name, "valid": False, "errors": [], "warnings": []}
-        results.append(entry)
         try:
             doc, changes = settings.validate(Path(name))
         except ProvdError as exc:
             ok = False
-            entry["errors"].append(str(exc))
+            results.append({"file": name, "valid": False, "errors": [str(exc)], "warnings": []})
             if not args.json:
                 out.error(str(exc))
             continue
-        entry["type"] = doc.kind.value
-        entry["warnings"] = doc.warnings + [w for c in changes for w in c.warnings]
-        entry["errors"] = [e for c in changes for e in c.errors]
-        entry["sections"] = [c.to_json() for c in changes]
-        entry["valid"] = not entry["errors"]
-        ok = ok and entry["valid"]
+        warnings = doc.warnings + [w for c in changes for w in c.warnings]
+        errors = [e for c in changes for e in c.errors]
+        valid = not errors
+        results.append({"file": name, "valid": valid, "errors": errors, "warnings": warnings,
+                        "type": doc.kind.value, "sections": [c.to_json() for c in changes]})
+        ok = ok and valid
         if not args.json:
-            for w in entry["warnings"]:
+            for w in warnings:
                 out.warn(w)
-            for e in entry["errors"]:
+            for e in errors:
                 out.error(e)
             names = ", ".join(c.section for c in changes)
-            verdict = "valid" if entry["valid"] else "invalid"
+            verdict = "valid" if valid else "invalid"
             out.info(f"{name}: {verdict} ({doc.kind.value}{': ' + names if names else ''})")
     if args.json:
         print(json.dumps({"valid": ok, "files": results}, indent=2))
@@ -433,10 +431,10 @@ def _finish(report: dict[str, object], args: argparse.Namespace, out: _Out) -> R
     daemon), else warnings, errors and a summary line rendered from the typed report."""
     from provd.model import Outcome, RunReport
 
-    typed = RunReport.from_json(report)
     if args.json:
         print(json.dumps(report, indent=2))
-        return typed
+        return RunReport.from_json(report)
+    typed = RunReport.from_json(report)
     for w in typed.warnings:
         out.warn(w)
     for e in typed.errors:

@@ -522,8 +522,8 @@ class Daemon:
 
     def _file_urls_allowed(self, writer: asyncio.StreamWriter) -> bool:
         """`file:` URLs make the root daemon read a local file: only for a root peer (SO_PEERCRED), or when
-        control_client.allow_file_urls says every member of the socket's group may."""
-        if self.config.get("control_client.allow_file_urls") is True:
+        control.allow_file_urls says every member of the socket's group may."""
+        if self.config.get("control.allow_file_urls") is True:
             return True
         sock = writer.get_extra_info("socket")
         if sock is None:

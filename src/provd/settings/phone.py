@@ -17,9 +17,10 @@ from provd.core import diff
 from provd.core.documents import Document, parse_document
 from provd.errors import StoreConflict, UnknownSection
 from provd.model import Outcome, Progress, RunReport, SectionChange, Switches, Trigger, quiet
-from provd.settings.apply import WorkingCopy, apply_document, check_document
+from provd.settings.apply import apply_document, check_document
 from provd.settings.catalog import Catalog
 from provd.settings.store import BytesPayload, Payload, Store
+from provd.settings.working_copy import WorkingCopy
 from provd.transport.files import read_capped
 from provd.xmltree import Element
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from provd.errors import StoreConflict, StoreError, StoreFull, StoreReadOnly, UnknownGeneration
 from provd.model import Generation, Outcome, Trigger
@@ -57,13 +57,19 @@ CREATE TABLE section_rows (
 """
 
 
+class Sink(Protocol):
+    """Where a payload streams its bytes (an SQLite blob)."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 class Payload(Protocol):
     """A section's XML as the store takes it: known size, bytes streamed on demand."""
 
     @property
     def size(self) -> int: ...
 
-    def write_to(self, out: Any) -> None: ...
+    def write_to(self, out: Sink) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ class BytesPayload:
     def size(self) -> int:
         return len(self.data)
 
-    def write_to(self, out: Any) -> None:
+    def write_to(self, out: Sink) -> None:
         out.write(self.data)
 
 
