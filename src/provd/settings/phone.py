@@ -27,6 +27,7 @@ from provd.xmltree import Element
 if TYPE_CHECKING:
     from provd.core.checksync import Policy
 
+
 def _flag(section: Element, path: str) -> bool:
     return (section.findtext(path) or "").strip() in ("true", "1")  # xs:boolean
 
