@@ -113,9 +113,10 @@ def phases(config: Path, path: Path) -> dict[str, float]:
     """Where one apply's time goes, in this process: the same functions `provd apply` calls, timed one by
     one (a fresh store copy each time; interpreter start-up and imports are the rest of the wall time)."""
     from provd import config as config_mod
-    from provd.model import RunReport
-    from provd.settings.apply import WorkingCopy, apply_document
-    from provd.settings.phone import Settings
+    from provd.model import RunReport, Trigger
+    from provd.settings.apply import apply_document
+    from provd.settings.phone import PhoneSettings
+    from provd.settings.working_copy import WorkingCopy
 
     times: dict[str, float] = {}
 
@@ -125,7 +126,7 @@ def phases(config: Path, path: Path) -> dict[str, float]:
         times[name] = time.perf_counter() - started
         return result
 
-    settings = Settings(config_mod.load(str(config)))
+    settings = PhoneSettings(config_mod.load(str(config)))
     try:
         doc = timed("read + parse patch", lambda: settings.parse(path))
         store = timed("open store (quick_check)", lambda: settings.store)
@@ -137,9 +138,9 @@ def phases(config: Path, path: Path) -> dict[str, float]:
         timed("  of which validate (again)",
               lambda: catalog.schema("contactList", catalog.current("contactList")).issues(wc.get("contactList")))
         changed = timed("serialise + compare", wc.changed)
-        report = RunReport(trigger="apply", started="")
+        report = RunReport(trigger=Trigger.APPLY, started="")
         timed("SQLite commit (write + fsync)",
-              lambda: store.commit(changed, trigger="apply", source="bench", report=report.to_json(),  # type: ignore[attr-defined]
+              lambda: store.commit(changed, trigger=Trigger.APPLY, source="bench", report=report.to_json(),  # type: ignore[attr-defined]
                                    read_at=wc.read_at))
     finally:
         settings.close()

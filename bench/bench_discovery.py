@@ -38,26 +38,27 @@ def inner(config: str, mode: str) -> None:
     from provd import __version__
     from provd import config as configuration
     from provd.run import device, provision
-    from provd.settings.phone import Settings
+    from provd.run.wiring import real_ports
+    from provd.settings.phone import PhoneSettings
     from provd.sources import discovery
-    from provd.transport.http import HttpClient
 
-    settings = Settings(configuration.load(config))
+    settings = PhoneSettings(configuration.load(config))
     switches = settings.discovery_switches()
     cfg = settings.config
     dev = device.device_from_config(cfg)
 
     async def run() -> dict[str, object]:
-        async with HttpClient(provision.http_settings(cfg, device.user_agent(cfg, dev, __version__))) as client:
+        ports = real_ports()
+        async with ports.http(provision.http_options(cfg, device.user_agent(cfg, dev, __version__))) as client:
             ctx = discovery.Context(config=cfg, device=dev, switches=switches, client=client,
-                                    progress=lambda _line: None)
+                                    progress=lambda _line: None, ports=ports)
             started = time.monotonic()
             await discovery.wait_for_preconditions(ctx)
             preconditions = time.monotonic()
             found = await discovery.discover(ctx)
             done = time.monotonic()
         return {"total_ms": (done - started) * 1000, "preconditions_ms": (preconditions - started) * 1000,
-                "source": found.source, "url": found.url,
+                "source": found.source.value if found.source else None, "url": found.url,
                 "attempts": [a.to_json() for a in found.attempts]}
 
     result = asyncio.run(run())

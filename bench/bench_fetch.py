@@ -177,7 +177,7 @@ def write_config(path: Path, state: Path, ca: Path, concurrency: int) -> None:
 
 
 def client_main(config_path: str, url: str, process: str) -> int:
-    """One fetch phase built as the engine builds it (provision.http_settings, provision.limits, HttpCache in
+    """One fetch phase built as the engine builds it (provision.http_options, provision.limits, HttpCache in
     state_dir/http-cache), timed from the call to ChainFetcher.fetch to its return.
     Prints one JSON object: wall ms, the process's CPU ms in that time (all threads), each file's completion
     time (ms after the call) and the files' report.
@@ -208,7 +208,7 @@ def client_main(config_path: str, url: str, process: str) -> int:
 
     async def fetch() -> tuple[float, float, list[dict[str, object]]]:
         nonlocal t0
-        settings = provision.http_settings(cfg, device.user_agent(cfg, dev, __version__))
+        settings = provision.http_options(cfg, device.user_agent(cfg, dev, __version__))
         if process == "daemon":
             async with HttpClient(settings) as earlier:
                 with contextlib.suppress(FetchError):
@@ -221,7 +221,7 @@ def client_main(config_path: str, url: str, process: str) -> int:
             files = await fetcher.fetch(url)
             wall = (time.perf_counter() - t0) * 1000
             cpu = (time.process_time() - cpu) * 1000
-        return wall, cpu, [f.to_json() for f in files]
+        return wall, cpu, [f.record().to_json() for f in files]
 
     wall, cpu, files = asyncio.run(fetch())
     print(json.dumps({"ms": wall, "cpu_ms": cpu, "done_ms": done, "schema_ms": schema_ms, "files": files}))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from provd.errors import StoreConflict
+from provd.model import Trigger
 from provd.settings.store import BytesPayload, Store
 from tests.support.cli import Provd, clone_store, provd_at
 from tests.support.contacts import contact_list_xml
@@ -126,16 +127,17 @@ def test_commit_refuses_a_section_committed_since_it_was_read(tmp_path: Path) ->
     try:
         read = mine.section("keys")
         assert read is not None and read.generation == 1
-        theirs.commit(_payload("theirs"), trigger="apply", source="b", report={}, read_at={"keys": 1})
+        theirs.commit(_payload("theirs"), trigger=Trigger.APPLY, source="b", report={}, read_at={"keys": 1})
         with pytest.raises(StoreConflict, match=r"keys \(generation 2\).*nothing was written"):
-            mine.commit(_payload("mine"), trigger="apply", source="a", report={}, read_at={"keys": read.generation})
+            mine.commit(_payload("mine"), trigger=Trigger.APPLY, source="a", report={},
+                        read_at={"keys": read.generation})
         assert mine.current_generation() == 2
         assert mine.section("keys") == theirs.section("keys")
         assert b"theirs" in (mine.section("keys") or read).xml
         # Read afresh, the same commit goes through.
         fresh = mine.section("keys")
         assert fresh is not None
-        assert mine.commit(_payload("mine"), trigger="apply", source="a", report={},
+        assert mine.commit(_payload("mine"), trigger=Trigger.APPLY, source="a", report={},
                            read_at={"keys": fresh.generation}) == 3
     finally:
         mine.close()
@@ -148,12 +150,12 @@ def test_rollback_commit_refuses_a_section_committed_since(tmp_path: Path) -> No
     db = tmp_path / "settings.db"
     mine, theirs = _store(db), _store(db)
     try:
-        theirs.commit(_payload("two"), trigger="apply", source="b", report={}, read_at={"keys": 1})
+        theirs.commit(_payload("two"), trigger=Trigger.APPLY, source="b", report={}, read_at={"keys": 1})
         now = mine.state()  # the rollback to generation 1 reads the current state ...
-        theirs.commit(_payload("three"), trigger="apply", source="b", report={}, read_at={"keys": 2})
+        theirs.commit(_payload("three"), trigger=Trigger.APPLY, source="b", report={}, read_at={"keys": 2})
         target = mine.state(1)  # ... and restores generation 1's row
         with pytest.raises(StoreConflict):
-            mine.commit({"keys": (target["keys"].version, BytesPayload(target["keys"].xml))}, trigger="rollback",
+            mine.commit({"keys": (target["keys"].version, BytesPayload(target["keys"].xml))}, trigger=Trigger.ROLLBACK,
                         source="generation 1", report={}, read_at={"keys": now["keys"].generation})
         assert b"three" in (mine.section("keys") or target["keys"]).xml
     finally:

@@ -450,7 +450,7 @@ def test_unexpected_error_in_a_run_does_not_end_the_daemon(tmp_path: Path, serve
     from provd import config as config_mod
     from provd.model import Trigger
     from provd.service import daemon as daemon_mod
-    from provd.settings.phone import Settings
+    from provd.settings.phone import PhoneSettings as Settings
     from provd.sources import discovery
 
     served.write("after.xml", keys(8, "after"))

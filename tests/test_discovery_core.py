@@ -9,7 +9,8 @@ from typing import Any, cast
 import pytest
 
 from provd.core import clock, pnp, sip
-from provd.sources.discovery import Attempt, Context, Source, discover
+from provd.model import Attempt, AttemptResult, Source
+from provd.sources.discovery import Context, SourceProbe, discover
 from tests.support.fakes import FakeClock
 
 NOW = 1_800_000_000.0
@@ -91,7 +92,7 @@ def test_judge_notify(data: bytes, verdict: pnp.Verdict, url: str | None) -> Non
     assert judged.url == url
 
 
-def make(name: str, result: str, delay: float, log: list[str], clock: FakeClock) -> Source:
+def make(name: str, result: str, delay: float, log: list[str], clock: FakeClock) -> SourceProbe:
     async def source(_ctx: Context) -> Attempt:
         try:
             await clock.sleep(delay)
@@ -99,12 +100,12 @@ def make(name: str, result: str, delay: float, log: list[str], clock: FakeClock)
             log.append(f"{name} cancelled")
             raise
         log.append(f"{name} done")
-        return Attempt(name, result, "test", f"http://{name}/" if result == "found" else None,
+        return Attempt(Source(name), AttemptResult(result), "test", f"http://{name}/" if result == "found" else None,
                        (f"http://{name}/",) if result == "found" else ())
     return source
 
 
-SEQ = (("dhcp",), ("redirect", "multicast"), ("configured",))
+SEQ = ((Source.DHCP,), (Source.REDIRECT, Source.MULTICAST), (Source.CONFIGURED,))
 
 
 @pytest.mark.parametrize(("behaviour", "winner", "log", "elapsed"), [
@@ -125,14 +126,14 @@ def test_sequence(behaviour: dict[str, tuple[str, float]], winner: str | None, l
                   ) -> None:
     seen: list[str] = []
     clock = FakeClock()
-    sources = {name: make(name, *behaviour.get(name, ("none", 0.0)), seen, clock) for stage in SEQ for name in stage}
+    sources = {s: make(s.value, *behaviour.get(s.value, ("none", 0.0)), seen, clock) for stage in SEQ for s in stage}
     result = asyncio.run(discover(cast(Context, _Ctx()), sources=sources, sequence=SEQ))
-    assert result.source == winner
+    assert (result.source.value if result.source else None) == winner
     assert seen == log
     assert clock.monotonic() == elapsed  # virtual seconds: the race took no real time
-    assert [a.source for a in result.attempts] == ["dhcp", "redirect", "multicast", "configured"]
+    assert [a.source.value for a in result.attempts] == ["dhcp", "redirect", "multicast", "configured"]
     if winner:
-        later = [a for a in result.attempts if a.result == "skipped"]
+        later = [a for a in result.attempts if a.result is AttemptResult.SKIPPED]
         assert all("first" in a.detail for a in later)
 
 

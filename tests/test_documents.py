@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from provd.core.documents import DocumentKind, parse_document
+from provd.core.documents import parse_document
 from provd.errors import (
     DocumentError,
     DocumentTooLarge,
@@ -12,6 +12,7 @@ from provd.errors import (
     UnknownDocumentType,
     UnsafeDocument,
 )
+from provd.model import DocumentKind
 from provd.settings.catalog import Catalog
 
 

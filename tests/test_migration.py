@@ -80,7 +80,7 @@ def test_detection(catalog: Catalog, patch: str, detected_hint: str | None) -> N
     assert changes[0].action is ChangeAction.MERGED
     migrated = changes[0].migrated
     if detected_hint is None:
-        assert migrated == []
+        assert migrated == ()
     else:
         assert any(m.startswith(detected_hint) for m in migrated)
 

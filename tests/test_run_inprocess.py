@@ -15,11 +15,11 @@ import pytest
 
 from provd.config import Config, DeviceConfig, NtpConfig, PathsConfig, RedirectConfig
 from provd.core.dhcp import DhcpAnswer
-from provd.errors import FetchConnectionError
-from provd.run import provision
+from provd.errors import DhcpUnavailable, FetchConnectionError, MulticastUnavailable
+from provd.model import Trigger
+from provd.run import provision, restore
 from provd.settings.catalog import Catalog
-from provd.settings.phone import Settings
-from provd.sources.dhcp_inform import DhcpUnavailable
+from provd.settings.phone import PhoneSettings
 from tests.support.fakes import Answer, FakeDhcp, FakeInterfaces, FakeMulticast, FakeNtp, FakeWeb, World
 
 MAC = "001565F4F9E1"
@@ -32,17 +32,17 @@ def keys(label: str, n: int = 1) -> bytes:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, catalog: Catalog) -> Iterator[Settings]:
+def settings(tmp_path: Path, catalog: Catalog) -> Iterator[PhoneSettings]:
     config = Config(device=DeviceConfig(mac="00:15:65:f4:f9:e1", interface="eth0"),
                     paths=PathsConfig(state_dir=tmp_path / "state", runtime_dir=tmp_path / "run"),
                     ntp=NtpConfig(servers=("ntp.test",)), redirect=RedirectConfig(url="https://redirect.test/?mac={mac}"))
-    opened = Settings(config, catalog)
+    opened = PhoneSettings(config, catalog)
     yield opened
     opened.close()
 
 
-def run(settings: Settings, world: World, **kw: Any) -> dict[str, Any]:
-    report = asyncio.run(provision.run(settings, trigger="cli", ports=world.ports(), **kw))
+def run(settings: PhoneSettings, world: World, **kw: Any) -> dict[str, Any]:
+    report = asyncio.run(provision.run(settings, trigger=Trigger.CLI, ports=world.ports(), **kw))
     out: dict[str, Any] = report.to_json()
     return out
 
@@ -51,11 +51,11 @@ def attempts(report: dict[str, Any]) -> dict[str, str]:
     return {a["source"]: a["result"] for a in report["attempts"]}
 
 
-def keys_xml(settings: Settings) -> str:
+def keys_xml(settings: PhoneSettings) -> str:
     return settings.section_xml("keys")
 
 
-def test_applied_from_dhcp_66_67(settings: Settings) -> None:
+def test_applied_from_dhcp_66_67(settings: PhoneSettings) -> None:
     """A scheme-less 66/67 is tried as https, then http; the later stages are not asked."""
     world = World(dhcp=FakeDhcp(DhcpAnswer(option66=b"prov.test", option67=b"/{mac}.xml")),
                   web=FakeWeb({f"https://prov.test/{MAC}.xml": FetchConnectionError("cannot connect: refused",
@@ -79,7 +79,7 @@ def test_applied_from_dhcp_66_67(settings: Settings) -> None:
     pytest.param(0.01, 0.2, "redirect", "multicast", id="redirect-first"),
     pytest.param(0.2, 0.01, "multicast", "redirect", id="multicast-first"),
 ])
-def test_redirect_multicast_race(settings: Settings, redirect_s: float, multicast_s: float, winner: str,
+def test_redirect_multicast_race(settings: PhoneSettings, redirect_s: float, multicast_s: float, winner: str,
                                  loser: str) -> None:
     """The first URL of the stage wins; the other source is cancelled (deadlines on the fake clock)."""
     world = World(web=FakeWeb({REDIRECT: Answer(b"http://prov.test/redirect.xml\n", delay=redirect_s),
@@ -96,7 +96,7 @@ def test_redirect_multicast_race(settings: Settings, redirect_s: float, multicas
     assert world.clock.monotonic() == min(redirect_s, multicast_s)  # virtual seconds: no real time passed
 
 
-def test_a_source_that_never_answers_is_cancelled(settings: Settings) -> None:
+def test_a_source_that_never_answers_is_cancelled(settings: PhoneSettings) -> None:
     """Ordered by an event: the Redirect Service holds its answer until released, which never happens."""
     held = asyncio.Event()
     world = World(web=FakeWeb({REDIRECT: Answer(b"http://prov.test/redirect.xml\n", gate=held),
@@ -114,7 +114,7 @@ def test_a_source_that_never_answers_is_cancelled(settings: Settings) -> None:
     pytest.param(3.0, False, [1, 2, 1, 2, 4], "waiting: time not valid: no NTP server answered; ntp.test: no answer",
                  id="interface-then-time"),
 ])
-def test_waiting_for_preconditions(settings: Settings, up_at: float | None, ntp_answers: bool, slept: list[float],
+def test_waiting_for_preconditions(settings: PhoneSettings, up_at: float | None, ntp_answers: bool, slept: list[float],
                                    reason: str) -> None:
     """1 s doubling, until the next wait would pass `wait_until` on the fake clock; nothing fetched."""
     world = World(interfaces=FakeInterfaces(up_at=up_at), ntp=FakeNtp(default=ntp_answers))
@@ -129,7 +129,7 @@ def test_waiting_for_preconditions(settings: Settings, up_at: float | None, ntp_
     assert settings.store.current_generation() == before
 
 
-def test_a_clock_before_the_build_date_waits(settings: Settings) -> None:
+def test_a_clock_before_the_build_date_waits(settings: PhoneSettings) -> None:
     world = World()
     world.clock.set_wall(0.0)
     report = run(settings, world, wait_until=2.0)
@@ -137,7 +137,7 @@ def test_a_clock_before_the_build_date_waits(settings: Settings) -> None:
     assert report["errors"] == ["waiting: time not valid: the clock is before provd's build date"]
 
 
-def test_a_fetch_failure_commits_nothing(settings: Settings) -> None:
+def test_a_fetch_failure_commits_nothing(settings: PhoneSettings) -> None:
     """One file of the chain fails (HTTP 500): the file before it is not applied either."""
     world = World(dhcp=FakeDhcp(DhcpAnswer(option67=b"http://prov.test/ref.xml")),
                   web=FakeWeb({"http://prov.test/ref.xml": b"<referencedSettings><url>a.xml</url>"
@@ -154,7 +154,7 @@ def test_a_fetch_failure_commits_nothing(settings: Settings) -> None:
     assert last is not None and last["outcome"] == "failed"
 
 
-def test_a_reference_chain_is_applied_in_document_order(settings: Settings) -> None:
+def test_a_reference_chain_is_applied_in_document_order(settings: PhoneSettings) -> None:
     world = World(dhcp=FakeDhcp(DhcpAnswer(option67=b"http://prov.test/dir/ref.xml")),
                   web=FakeWeb({"http://prov.test/dir/ref.xml": b"<referencedSettings><url>common.xml</url>"
                                                                b"<URL>../{mac}.xml</URL></referencedSettings>",
@@ -169,7 +169,7 @@ def test_a_reference_chain_is_applied_in_document_order(settings: Settings) -> N
     assert 'label="common"' in xml and 'label="mine"' in xml
 
 
-def test_an_unchanged_second_run(settings: Settings) -> None:
+def test_an_unchanged_second_run(settings: PhoneSettings) -> None:
     """The second run asks with the cached ETag, gets a 304, applies the cached body: nothing to commit."""
     url = "http://prov.test/a.xml"
     world = World(dhcp=FakeDhcp(DhcpAnswer(option67=url.encode())),
@@ -184,15 +184,15 @@ def test_an_unchanged_second_run(settings: Settings) -> None:
     assert settings.store.current_generation() == first["generation"]
 
 
-def test_every_source_is_reported_before_the_configured_url(settings: Settings, tmp_path: Path) -> None:
+def test_every_source_is_reported_before_the_configured_url(settings: PhoneSettings, tmp_path: Path) -> None:
     """DHCP cannot be asked, the Redirect Service does not know the phone, the multicast socket cannot be
     set up: each is reported, and provisioning/url is fetched last."""
     switches = tmp_path / "switches.xml"
     switches.write_text("<provisioning><url>http://prov.test/{mac}.xml</url></provisioning>")
-    settings.apply(switches)
+    restore.apply_path(settings, switches)
     world = World(dhcp=FakeDhcp(error=DhcpUnavailable("DHCPINFORM on eth0: permission denied")),
                   web=FakeWeb({REDIRECT: 404, f"http://prov.test/{MAC}.xml": keys("configured")}),
-                  multicast=FakeMulticast(error=OSError(98, "Address already in use")))
+                  multicast=FakeMulticast(error=MulticastUnavailable("cannot use UDP 127.0.0.1:5060: in use")))
     report = run(settings, world)
     assert report["outcome"] == "applied", report
     assert attempts(report) == {"dhcp": "failed", "redirect": "none", "multicast": "failed", "configured": "found"}
@@ -200,7 +200,7 @@ def test_every_source_is_reported_before_the_configured_url(settings: Settings, 
     assert 'label="configured"' in keys_xml(settings)
 
 
-def test_an_explicit_url_skips_dhcp_and_discovery(settings: Settings) -> None:
+def test_an_explicit_url_skips_dhcp_and_discovery(settings: PhoneSettings) -> None:
     world = World(web=FakeWeb({"http://prov.test/x.xml": keys("explicit")}))
     report = run(settings, world, url="http://prov.test/x.xml")
     assert report["outcome"] == "applied"

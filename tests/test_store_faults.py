@@ -19,9 +19,9 @@ import pytest
 
 from provd import config as config_mod
 from provd.errors import StoreError
-from provd.model import RunReport
+from provd.model import RunReport, Trigger
 from provd.run import provision
-from provd.settings.phone import Settings
+from provd.settings.phone import PhoneSettings
 from tests.support.cli import Provd
 from tests.support.contacts import contact_list_xml
 from tests.support.polling import wait_until
@@ -90,13 +90,13 @@ def test_full_disk_run_commit_raises_only_store_errors(tmp_path: Path) -> None:
         before = provd.backup()
         patch = tmp_path / "contacts.xml"
         patch.write_bytes(contact_list_xml(5_000))
-        settings = Settings(config_mod.load(str(provd.config)))
+        settings = PhoneSettings(config_mod.load(str(provd.config)))
         try:
             settings.store.last_run()
             _fill(disk, 128 << 10)
             outcome: object
             try:
-                outcome = asyncio.run(provision.run(settings, trigger="cli", url=patch.as_uri()))
+                outcome = asyncio.run(provision.run(settings, trigger=Trigger.CLI, url=patch.as_uri()))
             except StoreError as exc:
                 outcome = exc
             if isinstance(outcome, StoreError):

@@ -13,13 +13,14 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from provd.errors import PreconditionsNotMet, ProvdError
 
 if TYPE_CHECKING:
     from provd.config import Config
-    from provd.settings.phone import Settings
+    from provd.model import RunReport
+    from provd.settings.phone import PhoneSettings
     from provd.sources.discovery import Discovery
 
 
@@ -113,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return code
         from provd.settings import phone
 
-        settings = phone.Settings(cfg, read_only=args.command in _READERS)
+        settings = phone.PhoneSettings(cfg, read_only=args.command in _READERS)
         try:
             handler = _COMMANDS[args.command]
             return handler(settings, args, out)
@@ -133,45 +134,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _cmd_validate(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+def _cmd_validate(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
     ok = True
-    results: list[dict[str, Any]] = []
+    results: list[dict[str, object]] = []
     for name in args.files:
-        entry: dict[str, Any] = {"file": name, "valid": False, "errors": [], "warnings": []}
-        results.append(entry)
         try:
             doc, changes = settings.validate(Path(name))
         except ProvdError as exc:
             ok = False
-            entry["errors"].append(str(exc))
+            results.append({"file": name, "valid": False, "errors": [str(exc)], "warnings": []})
             if not args.json:
                 out.error(str(exc))
             continue
-        entry["type"] = doc.kind.value
-        entry["warnings"] = doc.warnings + [w for c in changes for w in c.warnings]
-        entry["errors"] = [e for c in changes for e in c.errors]
-        entry["sections"] = [c.to_json() for c in changes]
-        entry["valid"] = not entry["errors"]
-        ok = ok and entry["valid"]
+        warnings = doc.warnings + [w for c in changes for w in c.warnings]
+        errors = [e for c in changes for e in c.errors]
+        valid = not errors
+        results.append({"file": name, "valid": valid, "errors": errors, "warnings": warnings,
+                        "type": doc.kind.value, "sections": [c.to_json() for c in changes]})
+        ok = ok and valid
         if not args.json:
-            for w in entry["warnings"]:
+            for w in warnings:
                 out.warn(w)
-            for e in entry["errors"]:
+            for e in errors:
                 out.error(e)
             names = ", ".join(c.section for c in changes)
-            verdict = "valid" if entry["valid"] else "invalid"
+            verdict = "valid" if valid else "invalid"
             out.info(f"{name}: {verdict} ({doc.kind.value}{': ' + names if names else ''})")
     if args.json:
         print(json.dumps({"valid": ok, "files": results}, indent=2))
     return 0 if ok else 1
 
 
-def _cmd_apply(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
-    from provd.run import hooks
+def _cmd_apply(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
+    from provd.run import hooks, restore
 
-    report = settings.apply(Path(args.file), progress=_progress(args, out))
-    if report.generation is not None:
-        report.warnings += hooks.run_changed_hooks(settings.config, report.sections_changed)
+    report = restore.apply_path(settings, Path(args.file), progress=_progress(args, out))
+    hooks.after_commit(settings.config, report)
     _finish(report.to_json(), args, out)
     # A manual restore is expected to be complete: a rejected section makes it exit 1 (README).
     return 1 if report.errors else 0
@@ -239,23 +237,26 @@ def _daemon_rollback(config: Config, args: argparse.Namespace, out: _Out) -> int
     return 0
 
 
-def _cmd_start(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+def _cmd_start(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
     """No daemon runs: the same run in this process."""
     import asyncio
 
+    from provd.model import Trigger
     from provd.run import provision
 
-    report = asyncio.run(provision.run(settings, trigger="cli", url=args.url, dry_run=args.dry_run,
+    report = asyncio.run(provision.run(settings, trigger=Trigger.CLI, url=args.url, dry_run=args.dry_run,
                                     progress=_progress(args, out), wait_until=_deadline(args))).to_json()
     return _end_of_run(report, args, out)
 
 
 def _end_of_run(report: dict[str, object], args: argparse.Namespace, out: _Out) -> int:
-    _finish(report, args, out)
-    return 0 if report.get("outcome") in ("applied", "unchanged") else 1
+    from provd.model import Outcome
+
+    outcome = _finish(report, args, out).outcome
+    return 0 if outcome in (Outcome.APPLIED, Outcome.UNCHANGED) else 1
 
 
-def _cmd_run(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+def _cmd_run(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
     """The daemon. Signals are handled here, and only here: TERM/INT stop, HUP provisions now."""
     import asyncio
     import signal
@@ -288,7 +289,7 @@ def _daemon_status(config: Config, args: argparse.Namespace, out: _Out) -> int |
     return _print_status(status, args, out)
 
 
-def _cmd_status(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+def _cmd_status(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
     return _print_status({"state": "not running", "last_report": settings.store.last_run(), "next_run": None},
                          args, out)
 
@@ -301,15 +302,19 @@ def _print_status(status: dict[str, object], args: argparse.Namespace, out: _Out
     running = status.get("running")
     if isinstance(running, dict):
         out.info(f"running: {', '.join(map(str, _seq(running.get('triggers'))))}")
-    last = status.get("last_report")
-    if isinstance(last, dict) and last.get("outcome") == "running":
-        out.info(f"run #{last.get('run')} ({last.get('trigger')}) in progress since {last.get('started')}")
-    elif isinstance(last, dict):
-        out.info(f"last run: #{last.get('run')} {last.get('trigger')} → {last.get('outcome')} at "
-                 f"{last.get('finished')}" + (f" from {last.get('url')}" if last.get("url") else ""))
-        if last.get("sections_changed"):
-            out.info(f"  sections changed: {', '.join(_seq(last.get('sections_changed')))}")
-        for error in _seq(last.get("errors")):
+    from provd.model import Outcome, RunReport
+
+    raw = status.get("last_report")
+    last = RunReport.from_json(raw) if isinstance(raw, dict) else None
+    trigger = last.trigger.value if last is not None and last.trigger else None
+    if last is not None and last.outcome is Outcome.RUNNING:
+        out.info(f"run #{last.run} ({trigger}) in progress since {last.started}")
+    elif last is not None:
+        out.info(f"last run: #{last.run} {trigger} → {last.outcome.value} at {last.finished}"
+                 + (f" from {last.url}" if last.url else ""))
+        if last.sections_changed:
+            out.info(f"  sections changed: {', '.join(last.sections_changed)}")
+        for error in last.errors:
             out.info(f"  error: {error}")
     else:
         out.info("last run: none")
@@ -339,7 +344,7 @@ def _daemon_check_sync(config: Config, args: argparse.Namespace, out: _Out) -> i
     return 0 if answer.get("accepted") else 1
 
 
-def _cmd_check_sync(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+def _cmd_check_sync(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
     """No daemon: decide here, answer first (stdout is closed so the caller has the response at once),
     then provision in this process."""
     import asyncio
@@ -347,6 +352,7 @@ def _cmd_check_sync(settings: Settings, args: argparse.Namespace, out: _Out) -> 
     import time
 
     from provd.core.checksync import Action, CheckSyncHandler
+    from provd.model import Trigger
     from provd.run import hooks, provision
 
     decision = CheckSyncHandler(settings.catalog.sections).handle(
@@ -361,13 +367,13 @@ def _cmd_check_sync(settings: Settings, args: argparse.Namespace, out: _Out) -> 
     if decision.action is Action.REBOOT:
         hooks.run_reboot_hook(settings.config)
     elif decision.action is not Action.NONE:
-        asyncio.run(provision.run(settings, trigger="check-sync", url=decision.url,
+        asyncio.run(provision.run(settings, trigger=Trigger.CHECK_SYNC, url=decision.url,
                                restore=decision.body if decision.action is Action.RESTORE else None,
                                reboot=decision.reboot))
     return 0
 
 
-def _cmd_discover(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+def _cmd_discover(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
     import asyncio
 
     result = asyncio.run(_discover(settings, args, out))
@@ -379,27 +385,30 @@ def _cmd_discover(settings: Settings, args: argparse.Namespace, out: _Out) -> in
             out.error(result)
         return 1
     if args.json:
-        print(json.dumps({"outcome": "found" if result.url else "none", "url": result.url, "source": result.source,
+        source = result.source.value if result.source else None
+        print(json.dumps({"outcome": "found" if result.url else "none", "url": result.url, "source": source,
                           "candidates": list(result.candidates),
                           "attempts": [a.to_json() for a in result.attempts]}, indent=2))
     else:
         for attempt in result.attempts:
-            out.info(f"  {attempt.source:<10} {attempt.result:<8} {attempt.detail}")
-        out.info(f"url: {result.url} (from {result.source})" if result.url else "no provisioning URL found")
+            out.info(f"  {attempt.source.value:<10} {attempt.result.value:<8} {attempt.detail}")
+        source = result.source.value if result.source else None
+        out.info(f"url: {result.url} (from {source})" if result.url else "no provisioning URL found")
     return 0 if result.url else 1
 
 
-async def _discover(settings: Settings, args: argparse.Namespace, out: _Out) -> Discovery | str:
+async def _discover(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> Discovery | str:
     from provd import __version__
     from provd.run import device, provision
+    from provd.run.wiring import real_ports
     from provd.sources import discovery
-    from provd.transport.http import HttpClient
 
     config = settings.config
     dev = device.device_from_config(config)
-    async with HttpClient(provision.http_settings(config, device.user_agent(config, dev, __version__))) as client:
+    ports = real_ports()
+    async with ports.http(provision.http_options(config, device.user_agent(config, dev, __version__))) as client:
         ctx = discovery.Context(config=config, device=dev, switches=settings.discovery_switches(), client=client,
-                                progress=_progress(args, out))
+                                progress=_progress(args, out), ports=ports)
         try:
             await discovery.wait_for_preconditions(ctx, deadline=_deadline(args))
         except PreconditionsNotMet as exc:
@@ -419,41 +428,45 @@ def _progress(args: argparse.Namespace, out: _Out) -> Callable[[str], None]:
     return out.info
 
 
-def _finish(report: dict[str, object], args: argparse.Namespace, out: _Out) -> None:
-    """The end of a run: the docs/design.md §8 report with --json, else warnings, errors and a summary line."""
+def _finish(report: dict[str, object], args: argparse.Namespace, out: _Out) -> RunReport:
+    """The end of a run: the docs/design.md §8 report with --json (as it came: from this process or the
+    daemon), else warnings, errors and a summary line rendered from the typed report."""
+    from provd.model import Outcome, RunReport
+
     if args.json:
         print(json.dumps(report, indent=2))
-        return
-    for w in _seq(report.get("warnings")):
+        return RunReport.from_json(report)
+    typed = RunReport.from_json(report)
+    for w in typed.warnings:
         out.warn(w)
-    for e in _seq(report.get("errors")):
+    for e in typed.errors:
         out.error(e)
-    diffs = report.get("diff")
-    for section in diffs if isinstance(diffs, list) else []:
-        out.info(f"  {section['section']}: would add {len(_seq(section['added']))}, change "
-                 f"{len(_seq(section['changed']))}, remove {len(_seq(section['removed']))}")
-        for sign, key in (("+", "added"), ("~", "changed"), ("-", "removed")):
-            for path in _seq(section[key]):
+    for section in typed.diff:
+        out.info(f"  {section.section}: would add {len(section.added)}, change {len(section.changed)}, "
+                 f"remove {len(section.removed)}")
+        for sign, paths in (("+", section.added), ("~", section.changed), ("-", section.removed)):
+            for path in paths:
                 out.info(f"    {sign} {path}")
-    changed = ", ".join(_seq(report.get("sections_changed")))
-    if report.get("outcome") == "failed":
+    changed = ", ".join(typed.sections_changed)
+    if typed.outcome is Outcome.FAILED:
         out.info("failed: nothing was committed")
-    elif report.get("outcome") == "waiting":
+    elif typed.outcome is Outcome.WAITING:
         out.info("waiting: network or time not ready; nothing was fetched")
-    elif report.get("dry_run"):
+    elif typed.dry_run:
         out.info(f"dry run: {'would change ' + changed if changed else 'nothing would change'}; "
                  "nothing was committed")
-    elif report.get("generation") is not None:
-        out.info(f"applied: generation {report.get('generation')} ({changed})")
+    elif typed.generation is not None:
+        out.info(f"applied: generation {typed.generation} ({changed})")
     else:
         out.info("unchanged: nothing to commit")
+    return typed
 
 
 def _seq(value: object) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def _cmd_backup(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+def _cmd_backup(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
     text = settings.configuration_xml(backup=True)
     if args.output:
         target = Path(args.output)
@@ -468,7 +481,7 @@ def _cmd_backup(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
     return 0
 
 
-def _cmd_show(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+def _cmd_show(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
     if args.section:
         sys.stdout.write(settings.section_xml(args.section))
     else:
@@ -476,18 +489,18 @@ def _cmd_show(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
     return 0
 
 
-def _cmd_history(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+def _cmd_history(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
     gens = settings.store.history()
     if args.json:
-        print(json.dumps([{"generation": g.number, "time": g.time, "trigger": g.trigger, "source": g.source,
+        print(json.dumps([{"generation": g.number, "time": g.time, "trigger": g.trigger.value, "source": g.source,
                            "sections_changed": list(g.sections)} for g in gens], indent=2))
         return 0
     for g in gens:
-        print(f"{g.number:>5}  {g.time}  {g.trigger:<10} {', '.join(g.sections) or '-'}  {g.source}")
+        print(f"{g.number:>5}  {g.time}  {g.trigger.value:<10} {', '.join(g.sections) or '-'}  {g.source}")
     return 0
 
 
-def _cmd_rollback(settings: Settings, args: argparse.Namespace, out: _Out) -> int:
+def _cmd_rollback(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
     gen, sections = settings.rollback(args.generation)
     _print_rollback(args.generation, gen, sections, out)
     return 0

@@ -20,7 +20,11 @@
     │       └── FetchRedirectError  a redirect provd will not follow (HTTPS → HTTP); `location`
     ├── ReferenceChainError         a reference chain is unusable: loop, depth, file count; not retryable
     ├── DiscoveryError              no provisioning URL could be found
-    │   └── PreconditionsNotMet     network or valid time still missing when a bounded wait ended
+    │   ├── PreconditionsNotMet     network or valid time still missing when a bounded wait ended
+    │   └── SourceUnavailable       one source could not be asked at all (its attempt says `failed`)
+    │       ├── DhcpUnavailable     no permission for port 68, no such interface, lease file unreadable
+    │       ├── NtpUnavailable      one NTP server gave no usable answer (timeout, DNS, socket error)
+    │       └── MulticastUnavailable  the SIP multicast socket could not be set up (port taken, no address)
     ├── RefusedDocument             a well-formed file of a type this door does not take (reference in apply)
     ├── StoreError                  the settings store cannot be opened, is corrupt, or a write failed
     │   ├── UnknownGeneration       rollback to a generation that is not kept
@@ -29,7 +33,8 @@
     │   └── StoreConflict           a section this commit writes was committed by another writer since it was read
     ├── UnknownSection              `show` of a section provd does not have
     └── ControlError                the control socket: a bad request, a daemon that answers wrongly or not
-                                    at all, a second daemon, a runtime_dir that cannot be used
+        │                           at all, a second daemon, a runtime_dir that cannot be used
+        └── NoDaemon                nothing listens on the socket: the CLI then works in-process
 
 `retryable` says whether trying the same thing again later may succeed (network-ish failures); none of
 the settings-engine errors are. Every message is one line (`one_line`): libxml2 and httpx put newlines
@@ -91,12 +96,6 @@ class DocumentError(ProvdError):
         if self.xpath:
             text += f" (at {self.xpath})"
         return text
-
-    def located(self, source: str) -> DocumentError:
-        """The same error naming `source`; used when the parser did not know the file name."""
-        self.source = source
-        self.args = (self._render(),)
-        return self
 
 
 class DocumentTooLarge(DocumentError):
@@ -188,6 +187,23 @@ class PreconditionsNotMet(DiscoveryError):
     """Only with a deadline (`--wait`): the daemon waits for ever."""
 
 
+class SourceUnavailable(DiscoveryError):
+    """A source of the URL (or of the time) could not be asked at all; discovery reports it as that
+    source's `failed` attempt and goes on with the next."""
+
+
+class DhcpUnavailable(SourceUnavailable):
+    """DHCP could not be asked at all (no permission for port 68, no such interface, lease unreadable)."""
+
+
+class NtpUnavailable(SourceUnavailable):
+    """No usable answer from one NTP server (timeout, DNS, socket error)."""
+
+
+class MulticastUnavailable(SourceUnavailable):
+    """The SIP multicast socket could not be set up (port taken, no such address)."""
+
+
 class RefusedDocument(ProvdError):
     def __init__(self, message: str, *, source: str | None = None) -> None:
         super().__init__(f"{source}: {message}" if source else message)
@@ -224,3 +240,7 @@ class UnknownSection(ProvdError):
 
 class ControlError(ProvdError):
     pass
+
+
+class NoDaemon(ControlError):
+    """Nothing listens on the control socket: the caller works in-process instead."""

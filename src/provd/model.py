@@ -1,9 +1,22 @@
-"""Values shared across layers: enums for kinds and outcomes, frozen dataclasses for results."""
+"""Values shared across layers: enums for kinds, sources and outcomes, frozen records for what a run did.
+
+The report's parts (`Attempt`, `FileRecord`, `SectionChange`, `SectionDiff`) are typed here and become JSON
+only at the edge (`to_json` for the store, `--json` and the control socket; `from_json` for a report read
+back). No I/O and no heavy imports: the CLI and the daemon's client side load this module.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+
+# A run's progress lines, for a person watching (`provd start` prints them, the daemon streams them).
+Progress = Callable[[str], None]
+
+
+def quiet(_line: str) -> None:
+    """The Progress of nobody watching."""
 
 
 class ChangeAction(Enum):
@@ -18,6 +31,8 @@ class Outcome(Enum):
     UNCHANGED = "unchanged"
     FAILED = "failed"
     WAITING = "waiting"
+    RUNNING = "running"  # the store's placeholder while a run is under way (docs/design.md §3)
+    INTERRUPTED = "interrupted"  # a run whose process ended before it finished (killed, crashed)
 
 
 class Trigger(Enum):
@@ -32,46 +47,170 @@ class Trigger(Enum):
     FACTORY = "factory"  # the store's first generation: factory defaults
 
 
-@dataclass
+class Source(Enum):
+    """Where a run's URL came from: a discovery source, or given (`--url`, check-sync, `provd apply`)."""
+
+    DHCP = "dhcp"
+    REDIRECT = "redirect"
+    MULTICAST = "multicast"
+    CONFIGURED = "configured"  # provisioning/url
+    EXPLICIT = "explicit"
+
+
+class AttemptResult(Enum):
+    FOUND = "found"
+    NONE = "none"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class DocumentKind(Enum):
+    PATCH = "patch"
+    REFERENCE = "reference"
+    OPERATIONS = "operations"
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list | tuple) else ()
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _opt_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One discovery source tried (docs/design.md §6, §8 `attempts[]`). `url` is the URL found as it may be
+    shown (password redacted by the source); `candidates` are the URLs to fetch, credentials and all.
+    `error` is the ProvdError behind a `failed` result when there was one (its class and `retryable`); the
+    report keeps only `detail`."""
+
+    source: Source
+    result: AttemptResult
+    detail: str
+    url: str | None = None
+    candidates: tuple[str, ...] = ()
+    error: Exception | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"source": self.source.value, "result": self.result.value, "detail": self.detail}
+        if self.url:
+            out["url"] = self.url
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Attempt:
+        return cls(Source(data["source"]), AttemptResult(data["result"]), str(data.get("detail", "")),
+                   _opt_str(data.get("url")))
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One file a run touched (docs/design.md §8 `files[]`): `url` after redirects with the password
+    redacted, `kind` None when it failed before it was parsed."""
+
+    url: str
+    kind: DocumentKind | None
+    status: int | None  # 200, 304 (cached), None for file:// or failure
+    size: int
+    cached: bool
+    requested: str | None = None  # the URL asked for, when redirects led elsewhere
+    error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"url": self.url, "type": self.kind.value if self.kind else None,
+                                  "status": self.status, "bytes": self.size, "cached": self.cached}
+        if self.requested is not None:
+            out["requested"] = self.requested  # docs/design.md §8: fields may be added, `url` keeps its meaning
+        if self.error:
+            out["error"] = self.error
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> FileRecord:
+        kind = data.get("type")
+        return cls(str(data.get("url", "")), DocumentKind(kind) if kind is not None else None,
+                   _opt_int(data.get("status")), _opt_int(data.get("bytes")) or 0, data.get("cached") is True,
+                   _opt_str(data.get("requested")), _opt_str(data.get("error")))
+
+
+@dataclass(frozen=True)
 class SectionChange:
     """What one file did to one section; `errors` non-empty exactly when `action` is REJECTED."""
 
     section: str
     action: ChangeAction
     source: str
-    warnings: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    migrated: list[str] = field(default_factory=list)  # the migration steps that changed something
+    warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    migrated: tuple[str, ...] = ()  # the migration steps that changed something
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"section": self.section, "action": self.action.value, "source": self.source}
         if self.migrated:
-            out["migrated"] = self.migrated
+            out["migrated"] = list(self.migrated)
         if self.warnings:
-            out["warnings"] = self.warnings
+            out["warnings"] = list(self.warnings)
         if self.errors:
-            out["errors"] = self.errors
+            out["errors"] = list(self.errors)
         return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> SectionChange:
+        return cls(str(data["section"]), ChangeAction(data["action"]), str(data.get("source", "")),
+                   _strings(data.get("warnings")), _strings(data.get("errors")), _strings(data.get("migrated")))
+
+
+@dataclass(frozen=True)
+class SectionDiff:
+    """What a dry run would change in one section, as XPaths that name list entries by their key."""
+
+    section: str
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"section": self.section, "added": list(self.added), "changed": list(self.changed),
+                "removed": list(self.removed)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> SectionDiff:
+        return cls(str(data["section"]), _strings(data.get("added")), _strings(data.get("changed")),
+                   _strings(data.get("removed")))
+
+
+def _records(value: object) -> list[Mapping[str, object]]:
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
 
 
 @dataclass
 class RunReport:
-    """One provisioning run, in the shape of docs/design.md §8 (stored, printed with --json, shown by status)."""
+    """One provisioning run, in the shape of docs/design.md §8 (stored, printed with --json, shown by status).
 
-    trigger: str
+    Not frozen, and honestly so: the run fills it in step by step (its number when the store begins it,
+    attempts, files, changes, the outcome last). Its parts are frozen records. `trigger` is None only for
+    a report read back that lacks one (the daemon's record of a run that failed before it began).
+    """
+
+    trigger: Trigger | None
     started: str
     dry_run: bool = False
     outcome: Outcome = Outcome.FAILED
     finished: str | None = None
     run: int | None = None
-    source: str | None = None
+    source: Source | None = None
     url: str | None = None
-    attempts: list[dict[str, object]] = field(default_factory=list)
-    files: list[dict[str, object]] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    files: list[FileRecord] = field(default_factory=list)
     sections_changed: list[str] = field(default_factory=list)
     generation: int | None = None
-    changes: list[dict[str, object]] = field(default_factory=list)
-    diff: list[dict[str, object]] = field(default_factory=list)  # dry runs: what would change
+    changes: list[SectionChange] = field(default_factory=list)
+    diff: list[SectionDiff] = field(default_factory=list)  # dry runs: what would change
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     retryable: bool | None = None  # failed runs: may the same run succeed later?
@@ -79,18 +218,43 @@ class RunReport:
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
-            "run": self.run, "trigger": self.trigger, "dry_run": self.dry_run, "outcome": self.outcome.value,
-            "started": self.started, "finished": self.finished, "source": self.source, "url": self.url,
-            "attempts": self.attempts, "files": self.files, "sections_changed": self.sections_changed,
-            "generation": self.generation, "changes": self.changes, "warnings": self.warnings,
-            "errors": self.errors,
+            "run": self.run, "trigger": self.trigger.value if self.trigger else None, "dry_run": self.dry_run,
+            "outcome": self.outcome.value, "started": self.started, "finished": self.finished,
+            "source": self.source.value if self.source else None, "url": self.url,
+            "attempts": [a.to_json() for a in self.attempts], "files": [f.to_json() for f in self.files],
+            "sections_changed": self.sections_changed, "generation": self.generation,
+            "changes": [c.to_json() for c in self.changes], "warnings": self.warnings, "errors": self.errors,
         }
         if self.dry_run:
-            out["diff"] = self.diff
+            out["diff"] = [d.to_json() for d in self.diff]
         if self.outcome is Outcome.FAILED:
             out["retryable"] = self.retryable
             out["retry_after_s"] = self.retry_after_s
         return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> RunReport:
+        """A report as `to_json` (or the store's placeholder and interrupted marks) wrote it.
+
+        Raises:
+            ValueError: an enum value this provd does not know.
+        """
+        trigger, source, retry_after = data.get("trigger"), data.get("source"), data.get("retry_after_s")
+        retryable = data.get("retryable")
+        return cls(
+            trigger=Trigger(trigger) if trigger is not None else None, started=str(data.get("started") or ""),
+            dry_run=data.get("dry_run") is True, outcome=Outcome(data.get("outcome", Outcome.FAILED.value)),
+            finished=_opt_str(data.get("finished")), run=_opt_int(data.get("run")),
+            source=Source(source) if source is not None else None, url=_opt_str(data.get("url")),
+            attempts=[Attempt.from_json(a) for a in _records(data.get("attempts"))],
+            files=[FileRecord.from_json(f) for f in _records(data.get("files"))],
+            sections_changed=list(_strings(data.get("sections_changed"))), generation=_opt_int(data.get("generation")),
+            changes=[SectionChange.from_json(c) for c in _records(data.get("changes"))],
+            diff=[SectionDiff.from_json(d) for d in _records(data.get("diff"))],
+            warnings=list(_strings(data.get("warnings"))), errors=list(_strings(data.get("errors"))),
+            retryable=retryable if isinstance(retryable, bool) else None,
+            retry_after_s=float(retry_after) if isinstance(retry_after, int | float) else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -119,6 +283,6 @@ class Generation:
 
     number: int
     time: str
-    trigger: str
+    trigger: Trigger
     source: str
     sections: tuple[str, ...]

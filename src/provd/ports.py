@@ -1,8 +1,8 @@
 """The ports of a run: what discovery, the chain and the run ask of the outside world (the clock, the
 interface, DHCP, NTP, SIP multicast, HTTP), as Protocols, with the values that cross them.
 
-No I/O and no heavy import here: `Ports.real()` imports the adapters when called, so `provd apply` (which
-never runs) stays free of asyncio and ssl. Tests pass typed fakes instead (tests/support/fakes.py).
+No I/O and no heavy import here: `provd.run.wiring.real_ports()` imports the adapters when called, so
+`provd apply` (which never runs) stays free of asyncio and ssl. Tests pass typed fakes instead (tests/support/fakes.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from provd.errors import FetchTooLarge
 # --- the values that cross the HTTP port --------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class HttpSettings:
+class HttpOptions:
     timeout_s: float
     max_file_bytes: int
     concurrency: int
@@ -127,7 +127,7 @@ class HttpClient(Protocol):
     async def get(self, url: str, *, validators: Validators | None, budget: RunBudget) -> HttpResponse: ...
 
 
-HttpClientFactory = Callable[[HttpSettings], HttpClient]
+HttpClientFactory = Callable[[HttpOptions], HttpClient]
 
 
 class SystemClock:
@@ -156,11 +156,3 @@ class Ports:
     multicast: MulticastLookup
     http: HttpClientFactory
 
-    @classmethod
-    def real(cls) -> Ports:
-        """The real adapters (imported here, not at module level: see the module docstring)."""
-        from provd.sources import dhcp_inform, multicast, netif, ntp
-        from provd.transport.http import HttpClient as RealHttpClient
-
-        return cls(clock=SystemClock(), interfaces=netif, dhcp=dhcp_inform, ntp=ntp, multicast=multicast,
-                   http=RealHttpClient)

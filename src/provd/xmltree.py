@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from lxml import etree
 
-from provd.errors import MalformedDocument, OperationError, UnsafeDocument, one_line
+from provd.errors import MalformedDocument, OperationError, SchemaError, UnsafeDocument, one_line
 
 if TYPE_CHECKING:
     Element = etree._Element
@@ -106,10 +106,6 @@ def to_bytes(el: Element) -> bytes:
     out = io.BytesIO()
     etree.ElementTree(el).write(out, encoding="utf-8", pretty_print=True)
     return out.getvalue()
-
-
-def is_element(node: object) -> bool:
-    return isinstance(node, etree._Element) and isinstance(node.tag, str)
 
 
 def element_children(el: Element) -> Iterator[Element]:
@@ -202,3 +198,14 @@ class Schema:
             for entry in list(cast(Any, self._schema.error_log))
             if entry.level >= etree.ErrorLevels.ERROR
         ]
+
+    def check(self, el: Element, *, source: str) -> None:
+        """The one way a schema's verdict becomes an error: its first issue.
+
+        Raises:
+            SchemaError: `el` is not valid; `source`, `line` and `xpath` name the place.
+        """
+        issues = self.issues(el)
+        if issues:
+            first = issues[0]
+            raise SchemaError(first.message, source=source, line=first.line, xpath=first.xpath)

@@ -19,10 +19,15 @@ from typing import TYPE_CHECKING
 from provd.core.clock import NtpSample
 from provd.core.dhcp import DhcpAnswer
 from provd.core.urls import check_url, redact
-from provd.errors import FetchError, FetchStatusError, FetchTooLarge
-from provd.ports import HttpResponse, HttpSettings, PnpOutcome, Ports, RunBudget, Validators
-from provd.sources.dhcp_inform import DhcpUnavailable
-from provd.sources.ntp import NtpUnavailable
+from provd.errors import (
+    DhcpUnavailable,
+    FetchError,
+    FetchStatusError,
+    FetchTooLarge,
+    MulticastUnavailable,
+    NtpUnavailable,
+)
+from provd.ports import HttpOptions, HttpResponse, PnpOutcome, Ports, RunBudget, Validators
 
 WALL = 1_800_000_000.0  # 2027-01-15: after provd's build date, so the clock verdict can be valid
 
@@ -153,7 +158,7 @@ class FakeMulticast:
     `clock`, or once `gate` is set; or raises `error` (a socket that cannot be set up)."""
 
     def __init__(self, url: str | None = None, *, clock: FakeClock | None = None, delay: float = 0.0,
-                 gate: asyncio.Event | None = None, error: OSError | None = None) -> None:
+                 gate: asyncio.Event | None = None, error: MulticastUnavailable | None = None) -> None:
         self.url = url
         self.clock = clock
         self.delay = delay
@@ -213,9 +218,9 @@ class FakeWeb:
     clock: FakeClock | None = None
     requests: list[Request] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)  # requests cancelled while waiting for their answer
-    settings: list[HttpSettings] = field(default_factory=list)  # one per client made
+    settings: list[HttpOptions] = field(default_factory=list)  # one per client made
 
-    def client(self, settings: HttpSettings) -> FakeHttpClient:
+    def client(self, settings: HttpOptions) -> FakeHttpClient:
         self.settings.append(settings)
         return FakeHttpClient(self, settings)
 
@@ -224,7 +229,7 @@ class FakeHttpClient:
     """Like provd.transport.http.HttpClient: the URL is checked first, the caps hold, errors are provd's
     FetchError subclasses."""
 
-    def __init__(self, web: FakeWeb, settings: HttpSettings) -> None:
+    def __init__(self, web: FakeWeb, settings: HttpOptions) -> None:
         self._web = web
         self._settings = settings
         self.entered = False
@@ -299,5 +304,5 @@ if TYPE_CHECKING:  # each fake is the port it stands for (mypy --strict checks t
     _dhcp: ports.DhcpAsker = FakeDhcp()
     _ntp: ports.NtpQuerier = FakeNtp()
     _multicast: ports.MulticastLookup = FakeMulticast()
-    _http: ports.HttpClient = FakeHttpClient(FakeWeb(), HttpSettings(1.0, 1, 1, "t"))
+    _http: ports.HttpClient = FakeHttpClient(FakeWeb(), HttpOptions(1.0, 1, 1, "t"))
     _factory: ports.HttpClientFactory = FakeWeb().client

@@ -7,9 +7,10 @@ from typing import Any, cast
 from provd import xmltree
 from provd.core.documents import parse_document
 from provd.model import SectionChange
-from provd.settings.apply import WorkingCopy, apply_document
+from provd.settings.apply import apply_document
 from provd.settings.catalog import Catalog
 from provd.settings.store import StoredSection
+from provd.settings.working_copy import WorkingCopy
 
 
 def apply_text(catalog: Catalog, text: str, stored: dict[str, str] | None = None,

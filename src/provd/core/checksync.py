@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from provd.core import sip
-from provd.core.documents import DocumentKind, detect_kind, parse_xml
+from provd.core.documents import Door, detect_kind, parse_xml, reference_refusal
 from provd.errors import DocumentError
 from provd.xmltree import Element
 
@@ -142,8 +142,9 @@ class CheckSyncHandler:
             kind = detect_kind(root, source="NOTIFY body", sections=self._sections)
         except DocumentError as exc:
             return _answer(message, 400, Action.NONE, f"body refused: {exc}")
-        if kind is DocumentKind.REFERENCE:
-            return _answer(message, 400, Action.NONE, "a reference file is refused as a check-sync body")
+        refused = reference_refusal(kind, Door.CHECK_SYNC)
+        if refused is not None:
+            return _answer(message, 400, Action.NONE, refused)
         # A settings snippet, applied like `provd apply`; its sections are checked there (unknown → rejected).
         return _answer(message, 200, Action.RESTORE, f"settings snippet from {source_ip}", body=body, reboot=reboot)
 

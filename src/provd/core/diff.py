@@ -4,23 +4,10 @@ the values changed, as XPaths that name list entries by their key. Pure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from provd import xmltree
 from provd.core.listkeys import POSITION, is_whole, list_key
+from provd.model import SectionDiff
 from provd.xmltree import Element, element_children
-
-
-@dataclass(frozen=True)
-class SectionDiff:
-    section: str
-    added: tuple[str, ...]
-    changed: tuple[str, ...]
-    removed: tuple[str, ...]
-
-    def to_json(self) -> dict[str, object]:
-        return {"section": self.section, "added": list(self.added), "changed": list(self.changed),
-                "removed": list(self.removed)}
 
 
 def diff(old: Element, new: Element) -> SectionDiff:

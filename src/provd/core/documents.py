@@ -13,14 +13,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from provd import xmltree
-from provd.errors import DocumentTooLarge, MalformedDocument, UnknownDocumentType, UnsafeDocument
+from provd.errors import DocumentTooLarge, MalformedDocument, RefusedDocument, UnknownDocumentType, UnsafeDocument
+from provd.model import DocumentKind
 from provd.xmltree import Element
-
-
-class DocumentKind(Enum):
-    PATCH = "patch"
-    REFERENCE = "reference"
-    OPERATIONS = "operations"
 
 
 @dataclass
@@ -83,6 +78,30 @@ def detect_kind(root: Element, *, source: str, sections: frozenset[str]) -> Docu
     raise UnknownDocumentType(
         f"root element <{tag}> is not configuration, referencedSettings, operations or a known section",
         source=source, line=xmltree.line(root), xpath=f"/{tag}")
+
+
+class Door(Enum):
+    """The ways a file is applied other than as an entry of a reference chain."""
+
+    MANUAL_RESTORE = "a manual restore"  # provd apply FILE, a check-sync settings snippet
+    CHECK_SYNC = "a check-sync body"  # the NOTIFY body, judged before it is answered
+    WORKING_COPY = "settings to apply"  # settings.apply: only the chain expands a reference file
+
+
+def reference_refusal(kind: DocumentKind, door: Door) -> str | None:
+    """Why a file of `kind` may not come in through `door`, or None when it may. The one rule
+    (docs/design.md §4.2): a reference file names files to fetch and holds no settings; applied by hand it
+    is refused, as the phone's "restore backup" refuses the reference type."""
+    if kind is not DocumentKind.REFERENCE:
+        return None
+    return f"a reference file is refused as {door.value} (restore backup refuses the reference type)"
+
+
+def refuse_reference(doc: Document, door: Door) -> None:
+    """Raises: RefusedDocument when `doc` is a reference file (`reference_refusal`); nothing was changed."""
+    reason = reference_refusal(doc.kind, door)
+    if reason is not None:
+        raise RefusedDocument(f"{reason}; nothing was changed", source=doc.source)
 
 
 def _normalise_encoding(data: bytes, source: str, warnings: list[str]) -> bytes:

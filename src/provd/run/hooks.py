@@ -13,6 +13,7 @@ import os
 import subprocess
 
 from provd.config import Config
+from provd.model import RunReport
 
 HOOK_TIMEOUT_S = 60.0
 REBOOT_RAN = "reboot hook ran"  # run_reboot_hook's answer when the hook exited 0
@@ -63,3 +64,14 @@ def run_command(argv: list[str], extra_env: dict[str, str]) -> str | None:
     if proc.returncode != 0:
         return f"exit {proc.returncode}: {proc.stderr.decode(errors='replace').strip()[-200:]}"
     return None
+
+
+def after_commit(config: Config, report: RunReport, *, reboot: bool = False) -> None:
+    """The one place that says which hooks follow a run: the change hooks when it committed a generation,
+    then the reboot hook when one was asked for (never after a dry run). What they say becomes the report's
+    warnings; a hook never fails the run. Blocking: the daemon calls it in a worker thread."""
+    if report.generation is not None:
+        report.warnings += run_changed_hooks(config, report.sections_changed)
+    if reboot and not report.dry_run:
+        done = run_reboot_hook(config)
+        report.warnings.append(done or "reboot requested, but hooks.reboot is not configured: ignored")

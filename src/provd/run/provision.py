@@ -1,5 +1,5 @@
-"""One provisioning run: preconditions, discovery (unless a URL is given), fetch the chain, apply it to a
-working copy, commit once, report.
+"""One provisioning run, in named steps: preconditions → discover (unless a URL is given) → fetch the chain →
+apply it to a working copy → commit once → hooks; the report recorded in the store at the end.
 
 All or nothing (docs/design.md §1 step 5): a failed download, parse or type check commits nothing; a section that
 fails migration or validation is rejected alone (docs/design.md §5). The run's report is stored either way. When
@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from provd import __version__, log, xmltree
 from provd.config import Config
-from provd.core.documents import Document, DocumentKind, parse_document
+from provd.core.documents import Document, Door, parse_document, refuse_reference
 from provd.core.markers import replace_markers
 from provd.core.urls import check_url, redact
 from provd.errors import (
@@ -23,12 +23,12 @@ from provd.errors import (
     FetchTLSError,
     PreconditionsNotMet,
     ProvdError,
-    RefusedDocument,
 )
-from provd.model import Device, Outcome, RunReport
-from provd.ports import HttpClient, HttpSettings, Ports
+from provd.model import Device, DocumentKind, Outcome, Progress, RunReport, Source, Trigger, quiet
+from provd.ports import HttpClient, HttpOptions, Ports
 from provd.run import device, hooks
-from provd.settings.phone import Progress, Settings, now_iso
+from provd.run.wiring import real_ports
+from provd.settings.phone import PhoneSettings, now_iso
 from provd.sources import discovery
 from provd.transport.cache import HttpCache
 from provd.transport.chain import ChainFetcher, FetchedFile, Limits
@@ -36,8 +36,8 @@ from provd.transport.chain import ChainFetcher, FetchedFile, Limits
 _log = log.get(__name__)
 
 
-def http_settings(config: Config, user_agent: str) -> HttpSettings:
-    return HttpSettings(
+def http_options(config: Config, user_agent: str) -> HttpOptions:
+    return HttpOptions(
         timeout_s=config.http.timeout_s,
         max_file_bytes=config.http.max_file_bytes,
         concurrency=config.http.concurrency,
@@ -58,8 +58,8 @@ def limits(config: Config) -> Limits:
     )
 
 
-async def run(settings: Settings, *, trigger: str, url: str | None = None, restore: bytes | None = None,
-              dry_run: bool = False, reboot: bool = False, progress: Progress = lambda _line: None,
+async def run(phone: PhoneSettings, *, trigger: Trigger, url: str | None = None, restore: bytes | None = None,
+              dry_run: bool = False, reboot: bool = False, progress: Progress = quiet,
               wait_until: float | None = None, ports: Ports | None = None) -> RunReport:
     """One provisioning run. With `url` (CLI --url, a check-sync URL) discovery is skipped; with `restore`
     (a check-sync settings snippet) nothing is fetched; otherwise the preconditions are awaited and the URL
@@ -69,50 +69,19 @@ async def run(settings: Settings, *, trigger: str, url: str | None = None, resto
     `wait_until` (monotonic seconds, on `ports.clock`) bounds the wait for the preconditions; the run then ends
     `waiting`. `ports`: the outside world (tests pass fakes); the real one by default.
     """
-    config = settings.config
-    ports = ports if ports is not None else Ports.real()
     report = RunReport(trigger=trigger, started=now_iso(), dry_run=dry_run)
-    store = settings.store
-    report.run = store.begin_run(report.trigger, report.started)
+    report.run = phone.store.begin_run(trigger, report.started)
     origin = "check-sync body" if restore is not None else redact(url) if url is not None else "discovery"
-    _log.info("run #%s started: trigger %s, url %s%s", report.run, trigger, origin, " (dry run)" if dry_run else "")
+    _log.info("run #%s started: trigger %s, url %s%s", report.run, trigger.value, origin,
+              " (dry run)" if dry_run else "")
     try:
         if restore is not None:
-            report.source = "explicit"
-            report.url = "check-sync body"
-            def parse_restore() -> list[Document]:
-                return [parse_document(restore, source="check-sync body",
-                                       max_bytes=config.http.max_file_bytes,
-                                       sections=settings.catalog.sections)]
-
-            [doc] = parse_restore()
-            if doc.kind is DocumentKind.REFERENCE:
-                raise RefusedDocument("a reference file is refused as a manual restore", source=doc.source)
-            settings.apply_documents([doc], report, progress=progress, again=parse_restore)
-            await _after_commit(settings, report, reboot)
-            return _finish(settings, report)
-        dev = device.device_from_config(config)
-        if url is not None:
-            report.source, report.url = "explicit", redact(replace_markers(url, dev))
-            check_url(replace_markers(url, dev))  # a URL that is none fails here, before any network I/O
-        async with ports.http(http_settings(config, device.user_agent(config, dev, __version__))) as client:
-            ctx = discovery.Context(config=config, device=dev, switches=settings.discovery_switches(),
-                                    client=client, progress=progress, ports=ports)
-            if url is not None:
-                report.source = "explicit"
-                candidates: tuple[str, ...] = (url,)
-                await discovery.wait_for_preconditions(ctx, deadline=wait_until, ask_dhcp=False)
-            else:
-                await discovery.wait_for_preconditions(ctx, deadline=wait_until)
-                found = await discovery.discover(ctx)
-                report.attempts = [a.to_json() for a in found.attempts]
-                report.source = found.source
-                if not found.candidates:
-                    raise DiscoveryError("no provisioning URL: every source came up empty (see attempts)")
-                candidates = found.candidates
-            documents = await _fetch(settings, client, dev, candidates, report, progress)
-        settings.apply_documents(documents, report, progress=progress, again=_unconsumed(settings, documents))
-        await _after_commit(settings, report, reboot)
+            documents, again = _restore_documents(phone, restore, report)
+        else:
+            documents, again = await _discover_and_fetch(phone, url, report, progress, wait_until,
+                                                         ports if ports is not None else real_ports())
+        _apply_and_commit(phone, documents, again, report, progress)
+        await asyncio.to_thread(hooks.after_commit, phone.config, report, reboot=reboot)
     except PreconditionsNotMet as exc:
         report.outcome = Outcome.WAITING
         report.errors.append(str(exc))
@@ -129,29 +98,90 @@ async def run(settings: Settings, *, trigger: str, url: str | None = None, resto
         committed = f"generation {report.generation} was committed before" if report.generation else \
             "nothing was committed"
         report.errors.append(f"cancelled: provd stopped during the run; {committed}")
-        _finish(settings, report, cancelled=True)
+        _finish(phone, report, cancelled=True)
         raise
-    return _finish(settings, report)
+    return _finish(phone, report)
 
 
-def _unconsumed(settings: Settings, documents: list[Document]) -> Callable[[], list[Document]]:
+Again = Callable[[], list[Document]]
+
+
+def _restore_documents(phone: PhoneSettings, restore: bytes, report: RunReport) -> tuple[list[Document], Again]:
+    """Step for a check-sync settings snippet: it is the document, applied as a manual restore.
+
+    Raises:
+        RefusedDocument: a reference file. DocumentError.
+    """
+    report.source, report.url = Source.EXPLICIT, "check-sync body"
+
+    def parse_restore() -> list[Document]:
+        return [parse_document(restore, source="check-sync body",
+                               max_bytes=phone.config.http.max_file_bytes, sections=phone.catalog.sections)]
+
+    documents = parse_restore()
+    refuse_reference(documents[0], Door.MANUAL_RESTORE)
+    return documents, parse_restore
+
+
+async def _discover_and_fetch(phone: PhoneSettings, url: str | None, report: RunReport, progress: Progress,
+                              wait_until: float | None, ports: Ports) -> tuple[list[Document], Again]:
+    """Steps preconditions → discover (unless `url` is given) → fetch: the documents to apply, in order.
+
+    Raises:
+        PreconditionsNotMet, DiscoveryError, FetchError, DocumentError, ReferenceChainError.
+    """
+    config = phone.config
+    dev = device.device_from_config(config)
+    if url is not None:
+        report.source, report.url = Source.EXPLICIT, redact(replace_markers(url, dev))
+        check_url(replace_markers(url, dev))  # a URL that is none fails here, before any network I/O
+    async with ports.http(http_options(config, device.user_agent(config, dev, __version__))) as client:
+        ctx = discovery.Context(config=config, device=dev, switches=phone.discovery_switches(),
+                                client=client, progress=progress, ports=ports)
+        await discovery.wait_for_preconditions(ctx, deadline=wait_until, ask_dhcp=url is None)
+        candidates = (url,) if url is not None else await _discover(ctx, report)
+        documents = await _fetch(phone, client, dev, candidates, report, progress)
+    return documents, _unconsumed(phone, documents)
+
+
+async def _discover(ctx: discovery.Context, report: RunReport) -> tuple[str, ...]:
+    """Raises: DiscoveryError when every source came up empty."""
+    found = await discovery.discover(ctx)
+    report.attempts = list(found.attempts)
+    report.source = found.source
+    if not found.candidates:
+        raise DiscoveryError("no provisioning URL: every source came up empty (see attempts)")
+    return found.candidates
+
+
+def _apply_and_commit(phone: PhoneSettings, documents: list[Document], again: Again, report: RunReport,
+                      progress: Progress) -> None:
+    """Steps apply → commit (one generation, or the diff of a dry run).
+
+    Raises:
+        DocumentError, StoreConflict, StoreError.
+    """
+    phone.apply_documents(documents, report, progress=progress, again=again)
+
+
+def _unconsumed(phone: PhoneSettings, documents: list[Document]) -> Callable[[], list[Document]]:
     """The documents again, as they are now, for a re-apply after a commit conflict (docs/design.md §2): applying
     consumes them (a merge moves the patch's entries), so their XML is kept as bytes (smaller than a copy
     of the trees) and parsed again only if needed."""
     kept = [(xmltree.to_bytes(doc.root), doc.source) for doc in documents]
-    limit = max([settings.config.http.max_file_bytes, *(len(data) for data, _ in kept)])
+    limit = max([phone.config.http.max_file_bytes, *(len(data) for data, _ in kept)])
 
     def again() -> list[Document]:
-        return [parse_document(data, source=source, max_bytes=limit, sections=settings.catalog.sections)
+        return [parse_document(data, source=source, max_bytes=limit, sections=phone.catalog.sections)
                 for data, source in kept]
 
     return again
 
 
-def _finish(settings: Settings, report: RunReport, *, cancelled: bool = False) -> RunReport:
+def _finish(phone: PhoneSettings, report: RunReport, *, cancelled: bool = False) -> RunReport:
     report.finished = now_iso()
     assert report.run is not None
-    settings.store.finish_run(report.run, report.to_json())
+    phone.store.finish_run(report.run, report.to_json())
     _log_outcome(report, cancelled=cancelled)
     return report
 
@@ -184,22 +214,13 @@ def _log_outcome(report: RunReport, *, cancelled: bool) -> None:
         _log.error("%s: %s", run, error)
 
 
-async def _after_commit(settings: Settings, report: RunReport, reboot: bool) -> None:
-    if report.generation is not None:
-        report.warnings += await asyncio.to_thread(hooks.run_changed_hooks, settings.config,
-                                                   report.sections_changed)
-    if reboot and not report.dry_run:
-        done = await asyncio.to_thread(hooks.run_reboot_hook, settings.config)
-        report.warnings.append(done or "reboot requested, but hooks.reboot is not configured: ignored")
-
-
-async def _fetch(settings: Settings, client: HttpClient, dev: Device, candidates: tuple[str, ...],
+async def _fetch(phone: PhoneSettings, client: HttpClient, dev: Device, candidates: tuple[str, ...],
                  report: RunReport, progress: Progress) -> list[Document]:
     """Fetch the first candidate that answers (a scheme-less DHCP result is tried as https, then http)."""
-    config = settings.config
+    config = phone.config
     for index, candidate in enumerate(candidates):
         fetcher = ChainFetcher(client=client, cache=HttpCache(config.paths.state_dir / "http-cache"), device=dev,
-                               catalog=settings.catalog, limits=limits(config), progress=progress)
+                               catalog=phone.catalog, limits=limits(config), progress=progress)
         report.url = redact(replace_markers(candidate, dev))
         progress(f"fetch {report.url}")
         try:
@@ -210,14 +231,14 @@ async def _fetch(settings: Settings, client: HttpClient, dev: Device, candidates
             if first_failed and index + 1 < len(candidates):
                 report.warnings.append(f"{exc}; trying {redact(candidates[index + 1])}")
                 continue
-            report.files = [f.to_json() for f in fetcher.files]
+            report.files = [f.record() for f in fetcher.files]
             raise
         except ProvdError:
             _log_files(report, fetcher.files)
-            report.files = [f.to_json() for f in fetcher.files]  # as far as it got
+            report.files = [f.record() for f in fetcher.files]  # as far as it got
             raise
         _log_files(report, files)
-        report.files = [f.to_json() for f in files]  # document order: the order they were applied in
+        report.files = [f.record() for f in files]  # document order: the order they were applied in
         return [f.document for f in files if f.document and f.document.kind is not DocumentKind.REFERENCE]
     raise DiscoveryError("no candidate URL")
 

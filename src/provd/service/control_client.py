@@ -13,10 +13,7 @@ from pathlib import Path
 
 from provd.core import control as protocol
 from provd.errors import ControlError
-
-
-class NoDaemon(Exception):
-    """Nothing listens on the socket: the caller runs in-process instead."""
+from provd.errors import NoDaemon as NoDaemon  # raised here; callers catch it as control_client.NoDaemon
 
 
 def socket_path(runtime_dir: Path) -> Path:

@@ -38,9 +38,10 @@ from provd.core.checksync import Action, CheckSyncHandler, Decision
 from provd.core.urls import redact
 from provd.errors import ConfigError, ControlError, ProvdError
 from provd.model import Outcome, RunReport, Trigger
-from provd.run import device, hooks, provision
+from provd.run import device, hooks, provision, restore
 from provd.service import control_client, sdnotify
-from provd.settings.phone import Settings, now_iso
+from provd.settings.phone import PhoneSettings as Settings
+from provd.settings.phone import now_iso
 
 CHECK_SYNC_INTERVAL_S = 10.0  # at most one check-sync run started per 10 s (docs/design.md §7)
 Listener = Callable[[dict[str, object]], None]
@@ -267,7 +268,7 @@ class Daemon:
             report = self._record_failure(exc)
             _answer(request, {"event": "report", "report": report})
             if request.apply is None and request.rollback is None and not request.reboot_only:
-                failed = RunReport(trigger=request.trigger.value, started=str(report.get("started") or ""),
+                failed = RunReport(trigger=request.trigger, started=str(report.get("started") or ""),
                                    outcome=Outcome.FAILED)
                 self._after(failed, request)
         finally:
@@ -310,7 +311,7 @@ class Daemon:
                 if report is None:
                     return
             else:
-                report = await provision.run(self.settings, trigger=request.trigger.value, url=request.url,
+                report = await provision.run(self.settings, trigger=request.trigger, url=request.url,
                                           restore=request.restore, dry_run=request.dry_run, reboot=request.reboot,
                                           progress=progress)
         except asyncio.CancelledError:
@@ -325,13 +326,13 @@ class Daemon:
         """`provd apply` through the daemon: the bytes came in the request; a refused file is the client's
         error (as in-process), None then."""
         try:
-            report = self.settings.apply_data(apply.data, name=apply.name, url=apply.url or apply.name,
+            report = restore.apply_data(self.settings, apply.data, name=apply.name, url=apply.url or apply.name,
                                               progress=progress)
         except ProvdError as exc:
             _answer(request, protocol.error(str(exc)))
             return None
         if report.generation is not None:
-            report.warnings += await asyncio.to_thread(hooks.run_changed_hooks, self.config, report.sections_changed)
+            await asyncio.to_thread(hooks.after_commit, self.config, report)
         return report
 
     def _rollback(self, request: RunRequest, generation: int) -> None:

@@ -1,4 +1,4 @@
-"""The settings engine: apply parsed provisioning documents to a working copy of the settings.
+"""The per-section apply of parsed documents to a `WorkingCopy` (the settings as one run changes them).
 
 Per section: detect the version, migrate step by step, merge or replace, drop what the current XSD does
 not know, validate; a section that fails is rejected alone (docs/design.md §5) and the working copy keeps its
@@ -8,101 +8,27 @@ caller commits `WorkingCopy.changed()` to the store in one transaction.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
-
 from provd import xmltree
-from provd.core import migrate, operations, patch, shape, versions
-from provd.core.documents import Document, DocumentKind
-from provd.errors import DocumentError, RefusedDocument, SchemaError
-from provd.model import ChangeAction, SectionChange
+from provd.core import operations, patch, shape, versions
+from provd.core.documents import Document, Door, refuse_reference
+from provd.errors import DocumentError, SchemaError
+from provd.model import ChangeAction, DocumentKind, SectionChange
 from provd.settings.catalog import Catalog
-from provd.settings.store import StoredSection
+from provd.settings.working_copy import WorkingCopy, migrate_section
 from provd.xmltree import Element, element_children
-
-# A stored section, or None when the store has none (the factory default then).
-Loader = Callable[[str], StoredSection | None]
-
-
-class WorkingCopy:
-    """The settings as one run changes them: sections parsed on first use, migrated to current."""
-
-    def __init__(self, catalog: Catalog, load: Loader) -> None:
-        self._catalog = catalog
-        self._load = load
-        self._sections: dict[str, Element] = {}
-        self._defaults: set[str] = set()  # sections the store does not have: compared with the default
-        self._dirty: set[str] = set()
-        self.read_at: dict[str, int] = {}  # section -> generation of the row read (0: none), for the commit
-
-    def get(self, name: str) -> Element:
-        """The current state of `name`; callers copy before changing it."""
-        el = self._sections.get(name)
-        if el is None:
-            stored = self._load(name)
-            # The first read counts: the run's result for `name` is computed from that row.
-            self.read_at.setdefault(name, stored.generation if stored else 0)
-            if stored is None:
-                el = self._catalog.default(name)
-                self._defaults.add(name)
-            else:
-                el = xmltree.parse(stored.xml, source=f"store:{name}")
-                if stored.version != self._catalog.current(name):
-                    # Stored under an older firmware's version: bring it up like any patch.
-                    _migrate(self._catalog, el, stored.version, full=True)
-            self._sections[name] = el
-        return el
-
-    def take(self, name: str) -> Element:
-        """The current state of `name` for the caller to change and `put` back. Not putting it back
-        leaves the section as it was: it is then read again from the store (or kept as a copy when this
-        run already changed it)."""
-        el = self.get(name)
-        if name in self._dirty:
-            return copy.deepcopy(el)
-        del self._sections[name]
-        return el
-
-    def put(self, name: str, el: Element) -> None:
-        if el.getparent() is not None or el.getroottree().getroot() is not el:
-            el = copy.deepcopy(el)  # XPath and XSD treat a section as its own document
-        self.get(name)
-        self._sections[name] = el
-        self._dirty.add(name)
-
-    def changed(self) -> dict[str, tuple[str, xmltree.Serialized]]:
-        """{section: (version, XML)} for every section whose serialised form differs from the store's.
-        The XML is produced when the store writes it: keep this working copy until then."""
-        out = {}
-        for name in sorted(self._dirty):
-            # The stored bytes are read again here rather than kept since `get`: a big section's bytes and
-            # both trees would otherwise be in memory at once.
-            stored = None if name in self._defaults else self._load(name)
-            reference = stored.xml if stored else xmltree.to_bytes(self._catalog.default(name))
-            serialized = xmltree.Serialized(self._sections[name], reference)
-            if not serialized.same:
-                out[name] = (self._catalog.current(name), serialized)
-        return out
-
-    def release(self) -> None:
-        """Drop the parsed trees (a large contact list is tens of MB) once the changes are committed."""
-        self._sections.clear()
-        self._defaults.clear()
-        self._dirty.clear()
 
 
 def apply_document(catalog: Catalog, wc: WorkingCopy, doc: Document) -> list[SectionChange]:
     """Apply a patch or operations document to `wc`.
 
     Raises:
-        RefusedDocument: a reference document (the fetch engine expands those).
+        RefusedDocument: a reference document (only the chain expands those).
         DocumentError: the document as a whole is unusable (bad `patchDefault`, operations schema).
     """
     if doc.kind is DocumentKind.PATCH:
         return _apply_patch(catalog, wc, doc)
-    if doc.kind is DocumentKind.OPERATIONS:
-        return _apply_operations(catalog, wc, doc)
-    raise RefusedDocument("a reference file cannot be applied directly", source=doc.source)
+    refuse_reference(doc, Door.WORKING_COPY)
+    return _apply_operations(catalog, wc, doc)
 
 
 def check_document(catalog: Catalog, doc: Document) -> list[SectionChange]:
@@ -115,9 +41,9 @@ def check_document(catalog: Catalog, doc: Document) -> list[SectionChange]:
     if doc.kind is DocumentKind.PATCH:
         return _apply_patch(catalog, WorkingCopy(catalog, lambda _name: None), doc)
     if doc.kind is DocumentKind.REFERENCE:
-        _check_schema(catalog.file_schema("provisioning_references"), doc)
+        catalog.file_schema("provisioning_references").check(doc.root, source=doc.source)
         return []
-    _check_schema(catalog.file_schema("operations"), doc)
+    catalog.file_schema("operations").check(doc.root, source=doc.source)
     changes: list[SectionChange] = []
     for op in operations.parse_operations(doc.root, source=doc.source):
         if op.section not in catalog.sections:
@@ -127,13 +53,6 @@ def check_document(catalog: Catalog, doc: Document) -> list[SectionChange]:
         if not any(c.section == op.section for c in changes):
             changes.append(SectionChange(op.section, ChangeAction.OPERATIONS, doc.source))
     return changes
-
-
-def _check_schema(schema: xmltree.Schema, doc: Document) -> None:
-    issues = schema.issues(doc.root)
-    if issues:
-        first = issues[0]
-        raise SchemaError(first.message, source=doc.source, line=first.line, xpath=first.xpath)
 
 
 def _apply_patch(catalog: Catalog, wc: WorkingCopy, doc: Document) -> list[SectionChange]:
@@ -152,19 +71,20 @@ def _apply_section(catalog: Catalog, wc: WorkingCopy, el: Element, default_merge
     name = str(el.tag)
     if name not in catalog.sections:
         return SectionChange(name, ChangeAction.REJECTED, source,
-                             errors=[f"{source}:{xmltree.line(el)}: unknown settings section <{name}>"])
+                             errors=(f"{source}:{xmltree.line(el)}: unknown settings section <{name}>",))
+    warnings: list[str] = []
     try:
         merge = patch.parse_bool(el.get("patch"), default=default_merge, source=source,
                                  xpath=f"/{name}/@patch")
-        change = SectionChange(name, ChangeAction.MERGED if merge else ChangeAction.REPLACED, source)
+        action = ChangeAction.MERGED if merge else ChangeAction.REPLACED
         declared = el.get("version")
         version = _detect_version(catalog, name, el) if declared is None else None
         if declared is not None:
             version, warning = versions.resolve_version(declared, catalog.versions(name))
             if warning:
-                change.warnings.append(f"{source}: <{name}>: {warning}")
+                warnings.append(f"{source}: <{name}>: {warning}")
         assert version is not None
-        change.migrated += _migrate(catalog, el, version, full=not merge)
+        migrated = tuple(migrate_section(catalog, el, version, full=not merge))
         current = catalog.current(name)
         if merge:
             result = wc.take(name)
@@ -177,20 +97,19 @@ def _apply_section(catalog: Catalog, wc: WorkingCopy, el: Element, default_merge
             # merged result is pruning the patch; it is done only when needed, as the walk costs time.
             dropped = shape.unknown_nodes(result, catalog.shape(name, current), prune=True)
             if dropped:
-                change.warnings += [f"{source}: dropped {p}: unknown in {name} {current}" for p in dropped]
+                warnings += [f"{source}: dropped {p}: unknown in {name} {current}" for p in dropped]
                 issues = catalog.schema(name, current).issues(result)
         if issues:
-            change.action = ChangeAction.REJECTED
-            change.errors = [_issue_text(source, i) for i in issues]
-            return change
+            return SectionChange(name, ChangeAction.REJECTED, source, tuple(warnings),
+                                 tuple(_issue_text(source, i) for i in issues), migrated)
     except DocumentError as exc:
-        return SectionChange(name, ChangeAction.REJECTED, source, errors=[str(exc)])
+        return SectionChange(name, ChangeAction.REJECTED, source, errors=(str(exc),))
     for attr in patch.CONTROL_ATTRIBUTES:
         if attr in result.attrib:
             del result.attrib[attr]
     result.set("version", current)
     wc.put(name, result)
-    return change
+    return SectionChange(name, action, source, tuple(warnings), migrated=migrated)
 
 
 def _detect_version(catalog: Catalog, name: str, el: Element) -> str:
@@ -207,20 +126,6 @@ def _detect_version(catalog: Catalog, name: str, el: Element) -> str:
     return newest_first[-1]
 
 
-def _migrate(catalog: Catalog, el: Element, version: str, *, full: bool) -> list[str]:
-    """Run the steps from `version` up to the current one on `el` in place."""
-    name = str(el.tag)
-    notes = []
-    chain = catalog.versions(name)
-    for step_from in chain[chain.index(version):-1]:
-        step = catalog.migrations.get(step_from)
-        if step is None:
-            continue
-        for line in migrate.apply_steps(el, step.steps.get(name, ()), full=full):
-            notes.append(f"{step.source}→{step.target}: {line}")
-    return notes
-
-
 def _issue_text(source: str, issue: xmltree.Issue) -> str:
     where = f"{source}:{issue.line}" if issue.line else source
     text = f"{where}: {issue.message}"
@@ -228,32 +133,33 @@ def _issue_text(source: str, issue: xmltree.Issue) -> str:
 
 
 def _apply_operations(catalog: Catalog, wc: WorkingCopy, doc: Document) -> list[SectionChange]:
-    _check_schema(catalog.file_schema("operations"), doc)
+    catalog.file_schema("operations").check(doc.root, source=doc.source)
     ops = operations.parse_operations(doc.root, source=doc.source)
     by_section: dict[str, list[operations.Operation]] = {}
     for op in ops:
         by_section.setdefault(op.section, []).append(op)
     changes = []
     for name, section_ops in by_section.items():
-        change = SectionChange(name, ChangeAction.OPERATIONS, doc.source)
-        changes.append(change)
-        if name not in catalog.sections:
-            change.action = ChangeAction.REJECTED
-            change.errors = [f"{doc.source}: unknown settings section {name!r}; its operations were discarded"]
-            continue
-        root = wc.take(name)
-        try:
-            for op in section_ops:
-                root = operations.apply_operation(root, op, source=doc.source)
-        except DocumentError as exc:
-            change.action = ChangeAction.REJECTED
-            change.errors = [f"{exc}; all operations on <{name}> were discarded"]
-            continue
-        issues = catalog.schema(name, catalog.current(name)).issues(root)
-        if issues:
-            change.action = ChangeAction.REJECTED
-            change.errors = [_issue_text(doc.source, i) for i in issues]
-            change.errors.append(f"{doc.source}: the result is invalid; all operations on <{name}> were discarded")
-            continue
-        wc.put(name, root)
+        changes.append(_apply_section_operations(catalog, wc, name, section_ops, doc.source))
     return changes
+
+
+def _apply_section_operations(catalog: Catalog, wc: WorkingCopy, name: str,
+                              section_ops: list[operations.Operation], source: str) -> SectionChange:
+    def rejected(*errors: str) -> SectionChange:
+        return SectionChange(name, ChangeAction.REJECTED, source, errors=errors)
+
+    if name not in catalog.sections:
+        return rejected(f"{source}: unknown settings section {name!r}; its operations were discarded")
+    root = wc.take(name)
+    try:
+        for op in section_ops:
+            root = operations.apply_operation(root, op, source=source)
+    except DocumentError as exc:
+        return rejected(f"{exc}; all operations on <{name}> were discarded")
+    issues = catalog.schema(name, catalog.current(name)).issues(root)
+    if issues:
+        return rejected(*(_issue_text(source, i) for i in issues),
+                        f"{source}: the result is invalid; all operations on <{name}> were discarded")
+    wc.put(name, root)
+    return SectionChange(name, ChangeAction.OPERATIONS, source)

@@ -1,10 +1,11 @@
-"""The offline side of provd: read a file, apply it through the settings engine, commit; backup, show,
-history, rollback. One `Settings` object per command ties the catalog, the store and the engine together.
+"""The phone's settings as one facade (`PhoneSettings`): the catalog and the store opened together; parse and
+validate a file, apply documents to a working copy and commit them as one generation, render them for `show`
+and `backup`, roll back, and read the `provisioning` section's own switches. Every run commits through it,
+the daemon's and the CLI's alike; recording a run is the run's business (`provd.run`), not this one's.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,34 +14,31 @@ from typing import TYPE_CHECKING
 from provd import xmltree
 from provd.config import Config
 from provd.core import diff
-from provd.core.documents import Document, DocumentKind, parse_document
-from provd.errors import ProvdError, RefusedDocument, StoreConflict, StoreError, UnknownSection
-from provd.model import Outcome, RunReport, SectionChange, Switches, Trigger
-from provd.settings.apply import WorkingCopy, apply_document, check_document
+from provd.core.documents import Document, parse_document
+from provd.errors import StoreConflict, UnknownSection
+from provd.model import Outcome, Progress, RunReport, SectionChange, Switches, Trigger, quiet
+from provd.settings.apply import apply_document, check_document
 from provd.settings.catalog import Catalog
 from provd.settings.store import BytesPayload, Payload, Store
+from provd.settings.working_copy import WorkingCopy
 from provd.transport.files import read_capped
 from provd.xmltree import Element
 
 if TYPE_CHECKING:
     from provd.core.checksync import Policy
 
-Progress = Callable[[str], None]
-
 
 def _flag(section: Element, path: str) -> bool:
     return (section.findtext(path) or "").strip() in ("true", "1")  # xs:boolean
-
-
-def _quiet(_line: str) -> None:
-    pass
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-class Settings:
+class PhoneSettings:
+    """The settings of this phone: one per command (or per daemon), closed when it is done."""
+
     def __init__(self, config: Config, catalog: Catalog | None = None, *, read_only: bool = False) -> None:
         """`read_only`: the store is opened for reading only (`show`, `backup`, `history`, `status`), so
         these work on a full or read-only disk."""
@@ -72,67 +70,8 @@ class Settings:
         doc = self.parse(path)
         return doc, check_document(self.catalog, doc)
 
-    def apply(self, path: Path, *, progress: Progress = _quiet) -> RunReport:
-        """`provd apply`: manual provisioning ("restore backup"), which refuses reference files. Failures
-        are raised (the CLI prints them); the run is recorded either way.
-
-        Raises:
-            RefusedDocument, DocumentError, StoreError.
-        """
-        return self.apply_data(None, name=str(path), url=path.resolve().as_uri(), path=path, progress=progress)
-
-    def apply_data(self, data: bytes | None, *, name: str, url: str, path: Path | None = None,
-                   progress: Progress = _quiet) -> RunReport:
-        """`apply` of a file's bytes read elsewhere (the daemon gets them from `provd apply` over the control
-        socket and never opens a client's path), or of `path` read here when `data` is None.
-
-        Raises:
-            RefusedDocument, DocumentError, StoreError.
-        """
-        report = RunReport(trigger=Trigger.APPLY.value, started=now_iso(), source="explicit", url=url)
-        report.run = self.store.begin_run(report.trigger, report.started)
-        failed = False
-
-        def load() -> Document:
-            # A path is read again for a re-apply after a commit conflict rather than kept: holding a 4 MiB
-            # file's bytes for the whole apply would add them to its peak memory.
-            if data is not None:
-                raw = data
-            else:
-                assert path is not None, "apply_data needs the bytes or the path"
-                raw = read_capped(path, self.config.http.max_file_bytes)
-            sizes.append(len(raw))
-            return parse_document(raw, source=name, max_bytes=self.config.http.max_file_bytes,
-                                  sections=self.catalog.sections)
-
-        sizes: list[int] = []
-        try:
-            doc = load()
-            report.files = [{"url": url, "type": doc.kind.value, "status": None, "bytes": sizes[0],
-                             "cached": False}]
-            if doc.kind is DocumentKind.REFERENCE:
-                raise RefusedDocument("a reference file cannot be applied manually (restore backup refuses "
-                                      "the reference type); nothing was changed", source=name)
-            self.apply_documents([doc], report, progress=progress, again=lambda: [load()])
-        except ProvdError as exc:
-            report.outcome = Outcome.FAILED
-            report.errors.append(str(exc))
-            failed = True
-            raise
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            report.finished = now_iso()
-            if failed:
-                with contextlib.suppress(StoreError):  # the first failure is the one to tell (a full disk)
-                    self.store.finish_run(report.run, report.to_json())
-            else:
-                self.store.finish_run(report.run, report.to_json())
-        return report
-
     def apply_documents(self, documents: list[Document], report: RunReport, *,
-                        progress: Progress = _quiet, again: Callable[[], list[Document]] | None = None) -> None:
+                        progress: Progress = quiet, again: Callable[[], list[Document]] | None = None) -> None:
         """Apply `documents` in order to one working copy and commit it as one generation (unless the
         report is a dry run, which gets the per-section diff instead).
 
@@ -162,7 +101,7 @@ class Settings:
         for doc in documents:
             report.warnings += doc.warnings
             for change in apply_document(self.catalog, wc, doc):
-                report.changes.append(change.to_json())
+                report.changes.append(change)
                 report.warnings += change.warnings
                 report.errors += change.errors
                 progress(f"  {change.section}: {change.action.value}")
@@ -174,8 +113,9 @@ class Settings:
         if report.dry_run:
             for name, (_version, serialized) in changed.items():
                 before = WorkingCopy(self.catalog, store.section).get(name)
-                report.diff.append(diff.diff(before, serialized.element).to_json())
+                report.diff.append(diff.diff(before, serialized.element))
         elif changed:
+            assert report.trigger is not None, "a run being applied has its trigger"
             report.generation = store.commit(changed, trigger=report.trigger, source=report.url or "",
                                              report=report.to_json(), read_at=wc.read_at)
         wc.release()
@@ -247,6 +187,6 @@ class Settings:
             return None, []
         report = {"trigger": Trigger.ROLLBACK.value, "rollback_to": generation, "sections_changed": sorted(changed)}
         read_at = {name: now[name].generation if name in now else 0 for name in changed}
-        gen = store.commit(changed, trigger=Trigger.ROLLBACK.value, source=f"generation {generation}",
+        gen = store.commit(changed, trigger=Trigger.ROLLBACK, source=f"generation {generation}",
                            report=report, read_at=read_at)
         return gen, sorted(changed)

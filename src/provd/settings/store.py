@@ -25,10 +25,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from provd.errors import StoreConflict, StoreError, StoreFull, StoreReadOnly, UnknownGeneration
-from provd.model import Generation
+from provd.model import Generation, Outcome, Trigger
 
 KEEP = 20
 KEEP_RUNS = 100
@@ -57,13 +57,19 @@ CREATE TABLE section_rows (
 """
 
 
+class Sink(Protocol):
+    """Where a payload streams its bytes (an SQLite blob)."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 class Payload(Protocol):
     """A section's XML as the store takes it: known size, bytes streamed on demand."""
 
     @property
     def size(self) -> int: ...
 
-    def write_to(self, out: Any) -> None: ...
+    def write_to(self, out: Sink) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ class BytesPayload:
     def size(self) -> int:
         return len(self.data)
 
-    def write_to(self, out: Any) -> None:
+    def write_to(self, out: Sink) -> None:
         out.write(self.data)
 
 
@@ -172,7 +178,7 @@ class Store:
                         c.execute(statement)
                 c.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         if c.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 0:
-            self.commit(factory, trigger="factory", source="schemas/defaults", report={})
+            self.commit(factory, trigger=Trigger.FACTORY, source="schemas/defaults", report={})
 
     def _check(self, *, creating: bool = False) -> tuple[int, set[str]]:
         """The integrity and schema check, reads only; (user_version, tables) for `_prepare`."""
@@ -213,7 +219,7 @@ class Store:
     def current_generation(self) -> int:
         return int(self._conn.execute("SELECT MAX(id) FROM generations").fetchone()[0] or 0)
 
-    def commit(self, changed: Sections, *, trigger: str, source: str, report: Mapping[str, object],
+    def commit(self, changed: Sections, *, trigger: Trigger, source: str, report: Mapping[str, object],
                read_at: ReadAt | None = None) -> int:
         """Write `changed` as a new generation in one transaction; returns its number.
 
@@ -233,7 +239,7 @@ class Store:
                 self._check_unchanged(changed, read_at)
             cur = c.execute(
                 "INSERT INTO generations (time, trigger, source, sections, report) VALUES (?, ?, ?, ?, ?)",
-                (now, trigger, source, json.dumps(sorted(changed)), json.dumps(report, sort_keys=True)))
+                (now, trigger.value, source, json.dumps(sorted(changed)), json.dumps(report, sort_keys=True)))
             gen = int(cur.lastrowid or 0)
             for name, (version, payload) in sorted(changed.items()):
                 row = c.execute("INSERT INTO section_rows (name, generation, version, xml) "
@@ -268,14 +274,14 @@ class Store:
             "DELETE FROM generations WHERE id < :k AND id NOT IN (SELECT generation FROM section_rows)",
             {"k": oldest_kept})
 
-    def begin_run(self, trigger: str, started: str) -> int:
+    def begin_run(self, trigger: Trigger, started: str) -> int:
         """A run number, reserved before the run starts (a run killed midway stays visible as such, with
         the pid that owns it, until `mark_interrupted`). Runs left "running" by dead processes are marked
         first: every writer that starts a run cleans up after a killed one."""
         self.mark_interrupted()
         with self._write():
-            placeholder = {"trigger": trigger, "started": started, "outcome": "running", "pid": os.getpid(),
-                           "pid_start": _process_start(os.getpid())}
+            placeholder = {"trigger": trigger.value, "started": started, "outcome": Outcome.RUNNING.value,
+                           "pid": os.getpid(), "pid_start": _process_start(os.getpid())}
             cur = self._conn.execute("INSERT INTO runs (report) VALUES (?)", (json.dumps(placeholder),))
             run = int(cur.lastrowid or 0)
             self._conn.execute("DELETE FROM runs WHERE id <= ?", (run - KEEP_RUNS,))
@@ -296,7 +302,7 @@ class Store:
         rows = self._conn.execute("SELECT id, report FROM runs WHERE report LIKE '%\"outcome\": \"running\"%'"
                                   ).fetchall()
         dead = [(run, report) for run, report in ((r, json.loads(t)) for r, t in rows)
-                if report.get("outcome") == "running" and not _owner_alive(report)]
+                if report.get("outcome") == Outcome.RUNNING.value and not _owner_alive(report)]
         if not dead:
             return []
         with self._write():
@@ -312,7 +318,7 @@ class Store:
         if not row:
             return None
         report = json.loads(row[1])
-        if report.get("outcome") == "running" and not _owner_alive(report):
+        if report.get("outcome") == Outcome.RUNNING.value and not _owner_alive(report):
             report = _interrupted(report)
         return {**report, "run": row[0]}
 
@@ -339,7 +345,7 @@ class Store:
         rows = self._conn.execute(
             "SELECT id, time, trigger, source, sections FROM generations WHERE id >= ? ORDER BY id",
             (self.current_generation() - KEEP + 1,))
-        return [Generation(i, t, tr, s, tuple(json.loads(secs))) for i, t, tr, s, secs in rows]
+        return [Generation(i, t, Trigger(tr), s, tuple(json.loads(secs))) for i, t, tr, s, secs in rows]
 
     def check_generation(self, generation: int) -> None:
         """Raises: UnknownGeneration unless `generation` is one of the kept ones."""
@@ -396,10 +402,6 @@ def _owner_alive(report: Mapping[str, object]) -> bool:
 
 def _interrupted(report: Mapping[str, object]) -> dict[str, object]:
     errors = report.get("errors")
-    return {**report, "outcome": "interrupted",
+    return {**report, "outcome": Outcome.INTERRUPTED.value,
             "errors": [*(errors if isinstance(errors, list) else []),
                        f"interrupted: the process (pid {report.get('pid', '?')}) ended before the run finished"]}
-
-
-def default_store_path(state_dir: str) -> Path:
-    return Path(os.path.expanduser(state_dir)) / "settings.db"

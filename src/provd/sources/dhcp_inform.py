@@ -9,10 +9,7 @@ import sys
 from pathlib import Path
 
 from provd.core.dhcp import DhcpAnswer, parse_dhclient_lease
-
-
-class DhcpUnavailable(Exception):
-    """DHCP could not be asked at all (no permission for port 68, no such interface, lease unreadable)."""
+from provd.errors import DhcpUnavailable
 
 
 def _bytes(value: object) -> bytes | None:

@@ -8,52 +8,41 @@ the provisioning URL in a fixed sequence, reporting every source tried.
       then the configured provisioning/url.
 
 Each source obeys its switch in the `provisioning` section. The sequence is data; each source is one
-function returning an `Attempt`.
+function returning an `Attempt` (model.py); a source that cannot be asked at all raises a SourceUnavailable,
+which becomes its `failed` attempt (the error kept on the attempt, its message in the report).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from provd import BUILD_DATE, __version__, log
 from provd.config import Config
 from provd.core import clock, dhcp, markers
 from provd.core.urls import redact
-from provd.errors import FetchError, PreconditionsNotMet
-from provd.model import Device, Switches
+from provd.errors import FetchError, PreconditionsNotMet, SourceUnavailable
+from provd.model import Attempt, AttemptResult, Device, Progress, Source, Switches
 from provd.ports import HttpClient, Ports
-from provd.sources import dhcp_inform, ntp, redirect
+from provd.sources import redirect
 
-Progress = Callable[[str], None]
 _log = log.get(__name__)
 
 # The fixed order (docs/design.md §1): a stage's sources run concurrently, the first URL found ends discovery.
-SEQUENCE: tuple[tuple[str, ...], ...] = (("dhcp",), ("redirect", "multicast"), ("configured",))
+SEQUENCE: tuple[tuple[Source, ...], ...] = ((Source.DHCP,), (Source.REDIRECT, Source.MULTICAST), (Source.CONFIGURED,))
+
+FOUND, NONE, FAILED, SKIPPED = AttemptResult.FOUND, AttemptResult.NONE, AttemptResult.FAILED, AttemptResult.SKIPPED
 
 
-@dataclass
-class Attempt:
-    source: str
-    result: str  # found | none | failed | skipped
-    detail: str
-    url: str | None = None
-    candidates: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, object]:
-        out: dict[str, object] = {"source": self.source, "result": self.result, "detail": self.detail}
-        if self.url:
-            out["url"] = redact(self.url)
-        return out
-
-
-@dataclass
+@dataclass(frozen=True)
 class Discovery:
-    source: str | None
+    """What discovery found: the winning source and its candidates, and every attempt in sequence order."""
+
+    source: Source | None
     candidates: tuple[str, ...]  # to fetch in order (https before http for a scheme-less DHCP result)
-    attempts: list[Attempt] = field(default_factory=list)
+    attempts: tuple[Attempt, ...] = ()
 
     @property
     def url(self) -> str | None:
@@ -62,16 +51,18 @@ class Discovery:
 
 @dataclass
 class Context:
+    """What the sources need for one run. The preconditions fill in the address and the DHCP answer."""
+
     config: Config
     device: Device
     switches: Switches
     client: HttpClient
     progress: Progress
+    ports: Ports  # the outside world: provd.run.wiring.real_ports(), or fakes in tests
     address: str = ""
     dhcp_answer: dhcp.DhcpAnswer | None = None
     dhcp_detail: str = ""
-    dhcp_failed: bool = False
-    ports: Ports = field(default_factory=Ports.real)
+    dhcp_error: SourceUnavailable | None = None
 
 
 def build_time() -> float:
@@ -131,8 +122,8 @@ async def _ask_dhcp(ctx: Context) -> None:
             ctx.dhcp_answer, ctx.dhcp_detail = await ctx.ports.dhcp.inform(
                 interface=ctx.config.device.interface, address=ctx.address, mac=ctx.device.mac,
                 vendor_class=vendor_class, first_wait=ctx.config.dhcp.timeout_s)
-    except dhcp_inform.DhcpUnavailable as exc:
-        ctx.dhcp_failed = True
+    except SourceUnavailable as exc:
+        ctx.dhcp_error = exc
         ctx.dhcp_detail = str(exc)
     _log.debug("dhcp: %s", ctx.dhcp_detail)
     ctx.progress(f"dhcp: {ctx.dhcp_detail}")
@@ -145,7 +136,7 @@ async def _check_clock(ctx: Context) -> clock.ClockVerdict:
     for server in dict.fromkeys(servers):  # option 42 first, then ntp.servers, each once
         try:
             sample = await ctx.ports.ntp.query(server, timeout=ctx.config.ntp.timeout_s)
-        except ntp.NtpUnavailable as exc:
+        except SourceUnavailable as exc:
             unavailable.append(str(exc))
             continue
         samples.append(sample)
@@ -161,40 +152,43 @@ async def _check_clock(ctx: Context) -> clock.ClockVerdict:
 # --- the sources ------------------------------------------------------------------------------------------
 
 async def _source_dhcp(ctx: Context) -> Attempt:
+    def attempt(result: AttemptResult, detail: str, candidates: tuple[str, ...] = ()) -> Attempt:
+        return Attempt(Source.DHCP, result, detail, redact(candidates[0]) if candidates else None, candidates,
+                       error=ctx.dhcp_error if result is FAILED else None)
+
     if not ctx.switches.dhcp:
-        return Attempt("dhcp", "skipped", "provisioning/dhcp is false")
-    if ctx.dhcp_failed:
-        return Attempt("dhcp", "failed", ctx.dhcp_detail)
+        return attempt(SKIPPED, "provisioning/dhcp is false")
+    if ctx.dhcp_error is not None:
+        return attempt(FAILED, ctx.dhcp_detail)
     if ctx.dhcp_answer is None:
-        return Attempt("dhcp", "none", ctx.dhcp_detail or "no answer")
+        return attempt(NONE, ctx.dhcp_detail or "no answer")
     found = dhcp.url_from_answer(ctx.dhcp_answer)
     if not found.candidates:
-        return Attempt("dhcp", "none", "; ".join([ctx.dhcp_detail, *found.notes,
-                                                   "no usable option 43/66/67 or BOOTP sname/file"]))
+        return attempt(NONE, "; ".join([ctx.dhcp_detail, *found.notes,
+                                        "no usable option 43/66/67 or BOOTP sname/file"]))
     candidates = tuple(markers.replace_markers(c, ctx.device) for c in found.candidates)
-    detail = "; ".join([ctx.dhcp_detail, *found.notes])
-    return Attempt("dhcp", "found", detail, candidates[0], candidates)
+    return attempt(FOUND, "; ".join([ctx.dhcp_detail, *found.notes]), candidates)
 
 
 async def _source_redirect(ctx: Context) -> Attempt:
     if not ctx.switches.redirect:
-        return Attempt("redirect", "skipped", "provisioning/redirect is false")
+        return Attempt(Source.REDIRECT, SKIPPED, "provisioning/redirect is false")
     url = markers.replace_markers(ctx.config.redirect.url, ctx.device)
     try:
         async with asyncio.timeout(ctx.config.redirect.timeout_s):
             outcome = await redirect.ask(ctx.client, url, max_bytes=ctx.config.http.max_file_bytes)
     except TimeoutError:
-        return Attempt("redirect", "failed", f"{redact(url)}: no answer within the timeout")
+        return Attempt(Source.REDIRECT, FAILED, f"{redact(url)}: no answer within the timeout")
     except FetchError as exc:
-        return Attempt("redirect", "failed", str(exc))
+        return Attempt(Source.REDIRECT, FAILED, str(exc), error=exc)
     if outcome.url is None:
-        return Attempt("redirect", "none", f"{redact(url)}: {outcome.detail}")
-    return Attempt("redirect", "found", f"{redact(url)}: {outcome.detail}", outcome.url, (outcome.url,))
+        return Attempt(Source.REDIRECT, NONE, f"{redact(url)}: {outcome.detail}")
+    return Attempt(Source.REDIRECT, FOUND, f"{redact(url)}: {outcome.detail}", redact(outcome.url), (outcome.url,))
 
 
 async def _source_multicast(ctx: Context) -> Attempt:
     if not ctx.switches.pbx:
-        return Attempt("multicast", "skipped", "provisioning/pbx is false")
+        return Attempt(Source.MULTICAST, SKIPPED, "provisioning/pbx is false")
     cfg = ctx.config
     try:
         outcome = await ctx.ports.multicast.lookup(
@@ -203,73 +197,75 @@ async def _source_multicast(ctx: Context) -> Attempt:
             window_s=cfg.multicast.timeout_s, vendor=cfg.multicast.vendor,
             model=ctx.device.type, firmware=ctx.device.firmware,
             user_agent=f"{cfg.multicast.vendor} {ctx.device.type} {ctx.device.firmware} provd/{__version__}")
-    except OSError as exc:
-        return Attempt("multicast", "failed", f"cannot use UDP {ctx.address}:{cfg.multicast.local_port}: {exc}")
+    except SourceUnavailable as exc:
+        return Attempt(Source.MULTICAST, FAILED, str(exc), error=exc)
     seen = f" (seen: {'; '.join(outcome.seen)})" if outcome.seen and outcome.url is None else ""
     if outcome.url is None:
-        return Attempt("multicast", "none", outcome.detail + seen)
-    return Attempt("multicast", "found", outcome.detail, outcome.url, (outcome.url,))
+        return Attempt(Source.MULTICAST, NONE, outcome.detail + seen)
+    return Attempt(Source.MULTICAST, FOUND, outcome.detail, redact(outcome.url), (outcome.url,))
 
 
 async def _source_configured(ctx: Context) -> Attempt:
     url = ctx.switches.url.strip()
     if not url:
-        return Attempt("configured", "none", "provisioning/url is empty")
+        return Attempt(Source.CONFIGURED, NONE, "provisioning/url is empty")
     replaced = markers.replace_markers(url, ctx.device)
-    return Attempt("configured", "found", "provisioning/url", replaced, (replaced,))
+    return Attempt(Source.CONFIGURED, FOUND, "provisioning/url", redact(replaced), (replaced,))
 
 
-SOURCES: dict[str, Callable[[Context], Coroutine[None, None, Attempt]]] = {
-    "dhcp": _source_dhcp, "redirect": _source_redirect, "multicast": _source_multicast,
-    "configured": _source_configured,
+# One function per source found by discovery (Source.EXPLICIT has none: its URL is given, not found).
+SourceProbe = Callable[[Context], Coroutine[None, None, Attempt]]
+
+SOURCES: dict[Source, SourceProbe] = {
+    Source.DHCP: _source_dhcp, Source.REDIRECT: _source_redirect, Source.MULTICAST: _source_multicast,
+    Source.CONFIGURED: _source_configured,
 }
 
 
-Source = Callable[[Context], Coroutine[None, None, Attempt]]
-
-
-async def discover(ctx: Context, *, sources: dict[str, Source] | None = None,
-                   sequence: tuple[tuple[str, ...], ...] = SEQUENCE) -> Discovery:
+async def discover(ctx: Context, *, sources: dict[Source, SourceProbe] | None = None,
+                   sequence: tuple[tuple[Source, ...], ...] = SEQUENCE) -> Discovery:
     """Run the sequence; the first URL wins, later stages are not tried (they are reported as skipped)."""
     sources = sources or SOURCES
-    result = Discovery(None, ())
+    winner: Source | None = None
+    candidates: tuple[str, ...] = ()
+    attempts: list[Attempt] = []
     for stage in sequence:
-        if result.source is not None:
-            skipped = [Attempt(s, "skipped", f"{result.source} found a URL first") for s in stage]
-            result.attempts += skipped
+        if winner is not None:
+            skipped = [Attempt(s, SKIPPED, f"{winner.value} found a URL first") for s in stage]
+            attempts += skipped
             for attempt in skipped:
                 _log_attempt(attempt)
             continue
         for attempt in await _run_stage(ctx, stage, sources):
-            result.attempts.append(attempt)
+            attempts.append(attempt)
             _log_attempt(attempt)
-            ctx.progress(f"{attempt.source}: {attempt.result}: {attempt.detail}")
-            if attempt.result == "found" and result.source is None:
-                result.source, result.candidates = attempt.source, attempt.candidates
-    return result
+            ctx.progress(f"{attempt.source.value}: {attempt.result.value}: {attempt.detail}")
+            if attempt.result is FOUND and winner is None:
+                winner, candidates = attempt.source, attempt.candidates
+    return Discovery(winner, candidates, tuple(attempts))
 
 
 def _log_attempt(attempt: Attempt) -> None:
-    url = f" ({redact(attempt.url)})" if attempt.url else ""
-    _log.info("discovery: %s %s: %s%s", attempt.source, attempt.result, attempt.detail, url)
+    url = f" ({attempt.url})" if attempt.url else ""
+    _log.info("discovery: %s %s: %s%s", attempt.source.value, attempt.result.value, attempt.detail, url)
 
 
-async def _run_stage(ctx: Context, stage: tuple[str, ...], sources: dict[str, Source]) -> list[Attempt]:
+async def _run_stage(ctx: Context, stage: tuple[Source, ...], sources: dict[Source, SourceProbe]) -> list[Attempt]:
     """Run a stage's sources concurrently; once one finds a URL the others are cancelled."""
-    tasks: dict[asyncio.Task[Attempt], str] = {asyncio.create_task(sources[name](ctx)): name for name in stage}
-    done: dict[str, Attempt] = {}
+    tasks: dict[asyncio.Task[Attempt], Source] = {asyncio.create_task(sources[name](ctx)): name for name in stage}
+    done: dict[Source, Attempt] = {}
     try:
         pending = set(tasks)
         while pending:
             finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
                 done[tasks[task]] = task.result()
-            if any(a.result == "found" for a in done.values()):
+            if any(a.result is FOUND for a in done.values()):
                 break
     finally:
         for task in tasks:
             if not task.done():
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    winner = next((a.source for a in done.values() if a.result == "found"), None)
-    return [done.get(name) or Attempt(name, "skipped", f"cancelled: {winner} answered first") for name in stage]
+    winner = next((a.source.value for a in done.values() if a.result is FOUND), None)
+    return [done.get(name) or Attempt(name, SKIPPED, f"cancelled: {winner} answered first") for name in stage]

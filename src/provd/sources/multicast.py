@@ -12,6 +12,7 @@ import socket
 from typing import cast
 
 from provd.core import pnp, sip
+from provd.errors import MulticastUnavailable
 from provd.ports import PnpOutcome as PnpOutcome  # the value of the port, re-exported
 
 
@@ -55,7 +56,7 @@ async def lookup(*, local_ip: str, mac: str, local_port: int, group: str, port: 
     """Send the SUBSCRIBE and wait for a NOTIFY with a URL until the window closes.
 
     Raises:
-        OSError: the socket could not be set up (port taken, no such address).
+        MulticastUnavailable: the socket could not be set up (port taken, no such address).
     """
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -66,9 +67,9 @@ async def lookup(*, local_ip: str, mac: str, local_port: int, group: str, port: 
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
         sock.bind((local_ip, local_port))
         sock.setblocking(False)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise MulticastUnavailable(f"cannot use UDP {local_ip}:{local_port}: {exc}") from exc
     subscribe = pnp.build_subscribe(mac=mac, local_ip=local_ip, local_port=local_port, vendor=vendor, model=model,
                                     firmware=firmware, user_agent=user_agent)
     found: asyncio.Future[tuple[str, str]] = loop.create_future()

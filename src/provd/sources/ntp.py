@@ -9,10 +9,7 @@ import socket
 import ntplib
 
 from provd.core.clock import NtpSample
-
-
-class NtpUnavailable(Exception):
-    """No usable answer from one server (timeout, DNS, socket error)."""
+from provd.errors import NtpUnavailable
 
 
 async def query(server: str, *, timeout: float) -> NtpSample:

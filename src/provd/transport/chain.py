@@ -12,7 +12,6 @@ limited. Any failure fails the whole chain: the caller commits nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,14 +20,12 @@ from urllib.request import url2pathname
 
 from provd import xmltree
 from provd.core import markers, urls
-from provd.core.documents import Document, DocumentKind, parse_document
-from provd.errors import FetchURLError, ProvdError, ReferenceChainError, SchemaError
-from provd.model import Device
+from provd.core.documents import Document, parse_document
+from provd.errors import FetchURLError, ProvdError, ReferenceChainError
+from provd.model import Device, DocumentKind, FileRecord, Progress
 from provd.ports import HttpClient, RunBudget, Validators
 from provd.transport.cache import HttpCache
 from provd.transport.files import read_capped
-
-Progress = Callable[[str], None]
 
 
 class Catalog(Protocol):
@@ -52,6 +49,9 @@ class Limits:
 
 @dataclass
 class FetchedFile:
+    """One file of the chain while it is fetched (filled in as the download and parse go); `record()` is
+    what the report keeps of it."""
+
     url: str  # where the file came from: after redirects (markers replaced), password redacted
     document: Document | None  # None when the file failed
     status: int | None  # 200, 304 (cached), None for file:// or failure
@@ -60,14 +60,9 @@ class FetchedFile:
     error: str | None = None
     requested: str | None = None  # the URL asked for, when redirects led elsewhere
 
-    def to_json(self) -> dict[str, object]:
-        out: dict[str, object] = {"url": self.url, "type": self.document.kind.value if self.document else None,
-                                  "status": self.status, "bytes": self.size, "cached": self.cached}
-        if self.requested is not None:
-            out["requested"] = self.requested  # docs/design.md §8: fields may be added, `url` keeps its meaning
-        if self.error:
-            out["error"] = self.error
-        return out
+    def record(self) -> FileRecord:
+        return FileRecord(self.url, self.document.kind if self.document else None, self.status, self.size,
+                          self.cached, self.requested, self.error)
 
 
 class ChainFetcher:
@@ -132,9 +127,7 @@ class ChainFetcher:
         return [entry, *(f for task in tasks for f in task.result())]
 
     def _references(self, doc: Document, base: str) -> list[str]:
-        issues = self._catalog.file_schema("provisioning_references").issues(doc.root)
-        if issues:
-            raise SchemaError(issues[0].message, source=doc.source, line=issues[0].line, xpath=issues[0].xpath)
+        self._catalog.file_schema("provisioning_references").check(doc.root, source=doc.source)
         out = []
         for el in doc.root:
             text = markers.replace_markers((el.text or "").strip(), self._device)

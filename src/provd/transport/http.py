@@ -31,10 +31,10 @@ from provd.errors import (
     FetchURLError,
     one_line,
 )
+from provd.ports import HttpOptions as HttpOptions
 
 # The values of the HTTP port live in provd.ports; re-exported for the callers that import them from here.
 from provd.ports import HttpResponse as HttpResponse
-from provd.ports import HttpSettings as HttpSettings
 from provd.ports import RunBudget as RunBudget
 from provd.ports import Validators as Validators
 
@@ -67,8 +67,8 @@ class _ChallengeAuth(httpx.Auth):
             yield next(self._basic.auth_flow(request))
 
 
-def _ssl_context(settings: HttpSettings) -> ssl.SSLContext:
-    return _cached_ssl_context(settings.ca_file, settings.client_cert, settings.client_key)
+def _ssl_context(options: HttpOptions) -> ssl.SSLContext:
+    return _cached_ssl_context(options.ca_file, options.client_cert, options.client_key)
 
 
 @functools.cache
@@ -87,16 +87,16 @@ def _cached_ssl_context(ca_file: str | None, client_cert: str | None, client_key
 
 
 class HttpClient:
-    def __init__(self, settings: HttpSettings) -> None:
-        self._settings = settings
-        per_op = min(10.0, settings.timeout_s)
+    def __init__(self, options: HttpOptions) -> None:
+        self._options = options
+        per_op = min(10.0, options.timeout_s)
         self._client = httpx.AsyncClient(
-            verify=_ssl_context(settings),
+            verify=_ssl_context(options),
             http2=True,
             follow_redirects=False,  # `_get` follows them, checking every hop
-            timeout=httpx.Timeout(connect=per_op, read=per_op, write=per_op, pool=settings.timeout_s),
-            limits=httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency),
-            headers={"User-Agent": settings.user_agent},
+            timeout=httpx.Timeout(connect=per_op, read=per_op, write=per_op, pool=options.timeout_s),
+            limits=httpx.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency),
+            headers={"User-Agent": options.user_agent},
             trust_env=False,  # a phone's environment is not the place for proxies or extra CAs
         )
 
@@ -124,10 +124,10 @@ class HttpClient:
             if validators.last_modified:
                 headers["If-Modified-Since"] = validators.last_modified
         try:
-            async with asyncio.timeout(self._settings.timeout_s):
+            async with asyncio.timeout(self._options.timeout_s):
                 return await self._get(url, shown, headers, validators is not None, budget)
         except TimeoutError as exc:
-            raise FetchTimeout(f"no complete answer within {self._settings.timeout_s:g} s", url=shown) from exc
+            raise FetchTimeout(f"no complete answer within {self._options.timeout_s:g} s", url=shown) from exc
         except httpx.TimeoutException as exc:
             raise FetchTimeout(f"timed out ({type(exc).__name__})", url=shown) from exc
         except httpx.InvalidURL as exc:
@@ -181,7 +181,7 @@ class HttpClient:
 
     async def _body(self, resp: httpx.Response, url: str, shown: str, conditional: bool,
                     budget: RunBudget) -> HttpResponse:
-        cap = self._settings.max_file_bytes
+        cap = self._options.max_file_bytes
         # After redirects the message says where the answer came from; `url` stays the file asked for.
         via = f" (from {redact(url)}, after redirects)" if redact(url) != shown else ""
         if resp.status_code == 304 and conditional:
