@@ -1,5 +1,5 @@
-"""The daemon's side of the control socket (the protocol in core/control): listening on `runtime_dir/provd.sock`,
-each connection a task in the daemon's TaskGroup, one checked request answered with typed messages.
+"""The daemon's side of the control socket (the protocol in core/control): listening on its socket in
+runtime_dir, each connection a task in the daemon's TaskGroup, one checked request answered with typed messages.
 
 Hostile clients cost little: at most MAX_CLIENTS connections (the oldest still silent one makes room),
 IDLE_TIMEOUT_S for the request line, a bounded line, `file:` URLs only from root or by configuration.

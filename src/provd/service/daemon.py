@@ -3,11 +3,12 @@ queue (service/runner, core/triggers), the retry timer, the scheduler, the check
 listener, the control socket; holds the lock and builds the status.
 
 Structured: `serve()` owns every task in one TaskGroup (runner, scheduler, watchdog, retry timer, each control
-connection), so stopping cancels all of them and none is left behind; a run cancelled midway has committed
-nothing or everything (the commit is one synchronous SQLite transaction that cancellation cannot split).
+connection), so stopping cancels all of them (the run first: its client still hears the report) and none is
+left behind; a run cancelled midway has committed nothing or everything (the commit is one synchronous SQLite
+transaction that cancellation cannot split).
 One writer (docs/design.md §2): while the daemon runs, `provd apply` and `provd rollback` come over the
-control socket and are carried out here, in the same queue as the runs. One daemon: `runtime_dir/provd.lock`
-is held (flock) before the socket or the SIP port is touched.
+control socket and are carried out here, in the same queue as the runs. One daemon: the lock file in runtime_dir
+(core/control.lock_path) is held (flock) before the socket or the SIP port is touched.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class Daemon:
             async with asyncio.TaskGroup() as group:
                 self.control.start(group)
                 self.retry.start(group)
-                group.create_task(self.runner.serve())
+                runner = group.create_task(self.runner.serve())
                 group.create_task(self.scheduler.serve())
                 interval = sdnotify.watchdog_interval()
                 if interval:
@@ -121,6 +122,9 @@ class Daemon:
                 await self._stopping.wait()
                 self._notifier.send("STOPPING=1")
                 _log.info("stopping%s", ": the run in progress is cancelled" if self.busy() else "")
+                # The run first, so its client still hears the final report; then every other task.
+                runner.cancel()
+                await asyncio.wait([runner])
                 raise _Stop
         except* _Stop:
             pass
@@ -158,7 +162,7 @@ class _Stop(Exception):
 
 
 def _take_lock(runtime: Path) -> int:
-    """Hold `runtime_dir/provd.lock` (flock, released by the kernel when the process ends, however it ends);
+    """Hold the lock file in runtime_dir (flock, released by the kernel when the process ends, however it ends);
     the descriptor. A second `provd run` on the same configuration stops here, before it touches the socket
     or the SIP port.
 
