@@ -24,6 +24,8 @@ from provd.service.daemon import Daemon
 from provd.service.runner import RunFunction
 from provd.settings.phone import Settings, now_iso
 
+from .fakes import FakeClock
+
 WAIT_S = 5.0  # the longest any event here may take: a hang fails fast
 
 
@@ -124,7 +126,7 @@ async def serving(daemon: Daemon, notifier: FakeNotifier) -> AsyncIterator[Daemo
     finally:
         daemon.stop()
         await asyncio.wait_for(task, WAIT_S)
-        assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []  # none left behind
+        assert [t for t in asyncio.all_tasks() if _ours(t)] == []  # none of the daemon's tasks left behind
         assert notifier.sent[-1] == "STOPPING=1"
 
 
@@ -241,6 +243,31 @@ def test_check_sync_queues_what_the_decision_says(settings: Settings, body: byte
             assert daemon.status().queued == 0 and len(run.calls) == 1
 
     asyncio.run(scenario())
+
+
+def test_check_sync_runs_are_spaced_10_s_apart(settings: Settings) -> None:
+    """A second accepted NOTIFY right after a check-sync run starts waits out the 10 s (on a virtual clock);
+    triggers meanwhile join it."""
+    async def scenario() -> None:
+        run, notifier, clock = FakeRun(), FakeNotifier(), FakeClock(start=1000.0)
+        async with serving(Daemon(settings, notifier=notifier, run=run, clock=clock), notifier) as daemon:
+            assert daemon.check_sync(notify("b1"), ("127.0.0.1", 5070)).status == 200
+            await run.next_call()
+            await _until(lambda: daemon.status().state == "idle")
+            assert daemon.check_sync(notify("b2"), ("127.0.0.1", 5070)).status == 200
+            daemon.hangup()  # joins the waiting check-sync run
+            assert (await run.next_call()).trigger == "check-sync"
+            assert clock.monotonic() == 1010.0 and clock.slept == [10.0]
+            await _until(lambda: daemon.status().state == "idle")
+            assert len(run.calls) == 2
+
+    asyncio.run(scenario())
+
+
+def _ours(task: asyncio.Task[object]) -> bool:
+    """A task running provd's code (the test's own fakes aside)."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    return task is not asyncio.current_task() and code is not None and "/provd/" in code.co_filename
 
 
 def _request(trigger: Trigger, url: str | None) -> RunRequest:

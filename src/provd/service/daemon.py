@@ -25,6 +25,7 @@ from provd.core.checksync import Decision
 from provd.core.triggers import RunRequest
 from provd.errors import ControlError
 from provd.model import Trigger
+from provd.ports import Clock
 from provd.run import provision
 from provd.service import sdnotify
 from provd.service.control_server import ControlServer
@@ -39,7 +40,7 @@ _log = log.get(__name__)
 
 class Daemon:
     def __init__(self, settings: Settings, *, notifier: Notifier | None = None, rng: random.Random | None = None,
-                 run: RunFunction = provision.run) -> None:
+                 run: RunFunction = provision.run, clock: Clock | None = None) -> None:
         self.settings = settings
         self.config = settings.config
         self._notifier = notifier or sdnotify.Notifier()
@@ -48,7 +49,7 @@ class Daemon:
         schedule_changed = asyncio.Event()
         self.retry = RetryTimer(self.request, rng)
         self.runner = Runner(settings, run=run, notifier=self._notifier, retry=self.retry,
-                             schedule_changed=schedule_changed)
+                             schedule_changed=schedule_changed, clock=clock)
         self.scheduler = Scheduler(settings, request=self.request, rng=rng, changed=schedule_changed)
         self.door = CheckSyncDoor(settings, self.request)
         self.control = ControlServer(self, max_file_bytes=self.config.http.max_file_bytes,

@@ -3,13 +3,12 @@ them out one at a time: provisioning runs, the reboot hook, applies and rollback
 
 Whatever goes wrong in one request stays in it: an unexpected exception is logged with its traceback, the
 run recorded as failed, the client answered, and the runner goes on. The run itself is a port (`RunFunction`,
-provision.run in service), so the queue can be driven in-process by a fake.
+provision.run in service) and so is its clock, so the queue can be driven in-process by fakes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -18,6 +17,7 @@ from provd.core.control import ErrorEvent, Event, ProgressEvent, ReportEvent, Ro
 from provd.core.triggers import RunRequest, TriggerQueue
 from provd.errors import ProvdError
 from provd.model import Outcome, RunReport, Trigger
+from provd.ports import Clock, SystemClock
 from provd.run import hooks
 from provd.service.retry_timer import RetryTimer
 from provd.settings.phone import Settings, now_iso
@@ -39,7 +39,7 @@ class Notifier(Protocol):
 
 class Runner:
     def __init__(self, settings: Settings, *, run: RunFunction, notifier: Notifier, retry: RetryTimer,
-                 schedule_changed: asyncio.Event) -> None:
+                 schedule_changed: asyncio.Event, clock: Clock | None = None) -> None:
         self.settings = settings
         self.queue = TriggerQueue()
         self.running: RunRequest | None = None
@@ -51,6 +51,7 @@ class Runner:
         self._retry = retry
         self._schedule_changed = schedule_changed  # set after anything that may have changed the schedule
         self._wake = asyncio.Event()
+        self._clock = clock or SystemClock()  # monotonic: the check-sync spacing
 
     def request(self, request: RunRequest) -> RunRequest:
         """Queue a request; the entry it lives in (a mergeable one joins the pending follow-up)."""
@@ -62,18 +63,18 @@ class Runner:
                      ", ".join(dict.fromkeys(queued.request.triggers)))
             return queued.request
         self._wake.set()
-        _log.info("trigger %s: %s queued%s", request.trigger.value, request.what(), request.when(time.monotonic()))
+        _log.info("trigger %s: %s queued%s", request.trigger.value, request.what(),
+                  request.when(self._clock.monotonic()))
         return request
 
     async def serve(self) -> None:
         """The queue's one consumer (a task of the daemon's TaskGroup)."""
-        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while (wait := self.queue.wait_s(loop.time())) is not None:
+            while (wait := self.queue.wait_s(self._clock.monotonic())) is not None:
                 if wait > 0:  # a check-sync within 10 s of the last: it waits, later triggers join it
-                    await asyncio.sleep(wait)
+                    await self._clock.sleep(wait)
                     continue
                 await self.execute(self.queue.pop())
 
@@ -125,7 +126,7 @@ class Runner:
         self.running = request
         self.progress = []
         self.runs_started += 1
-        self.queue.started(request, asyncio.get_running_loop().time())
+        self.queue.started(request, self._clock.monotonic())
         if request.trigger is not Trigger.RETRY and request.apply is None:  # a run replaces a pending retry
             self._retry.cancel()
         self._notifier.send(f"STATUS=provisioning ({', '.join(request.triggers)})")
