@@ -20,7 +20,28 @@ from typing import Any
 
 import pytest
 
-from provd.core.control import Request, decode_answer, max_line_bytes, parse_request
+from provd.core import control
+from provd.core.control import (
+    AliveEvent,
+    ApplyRequest,
+    CheckSyncAnswer,
+    CheckSyncRequest,
+    ErrorEvent,
+    Message,
+    ProgressEvent,
+    QueuedEvent,
+    ReportEvent,
+    Request,
+    RollbackEvent,
+    RollbackRequest,
+    RunningStatus,
+    StartRequest,
+    Status,
+    StatusRequest,
+    decode_answer,
+    max_line_bytes,
+    parse_request,
+)
 from provd.errors import ControlError
 from tests.support.cli import Provd
 from tests.support.daemon import running_daemon
@@ -32,21 +53,22 @@ B64 = base64.b64encode(b"NOTIFY").decode()
 
 
 @pytest.mark.parametrize(("line", "expected"), [
-    pytest.param(b'{"cmd": "status"}', Request("status"), id="status"),
-    pytest.param(b'{"cmd": "start"}', Request("start"), id="start-discovery"),
-    pytest.param(b'{"cmd": "start", "url": null, "dry_run": false}', Request("start"), id="start-as-cli-sends"),
+    pytest.param(b'{"cmd": "status"}', StatusRequest(), id="status"),
+    pytest.param(b'{"cmd": "start"}', StartRequest(), id="start-discovery"),
+    pytest.param(b'{"cmd": "start", "url": null, "dry_run": false}', StartRequest(), id="start-as-cli-sends"),
     pytest.param(b'{"cmd": "start", "url": "http://a/x.xml", "dry_run": true}',
-                 Request("start", url="http://a/x.xml", dry_run=True), id="start-url-dry-run"),
+                 StartRequest(url="http://a/x.xml", dry_run=True), id="start-url-dry-run"),
     pytest.param(b'{"cmd": "check-sync", "source": "10.0.0.1", "port": 5070, "data": "' + B64.encode() + b'"}',
-                 Request("check-sync", source="10.0.0.1", port=5070, data=b"NOTIFY"), id="check-sync"),
-    pytest.param(b'{"cmd": "check-sync", "source": "::1", "data": ""}', Request("check-sync", source="::1"),
+                 CheckSyncRequest(source="10.0.0.1", port=5070, data=b"NOTIFY"), id="check-sync"),
+    pytest.param(b'{"cmd": "check-sync", "source": "::1", "data": ""}', CheckSyncRequest(source="::1"),
                  id="check-sync-ipv6-empty"),
     pytest.param(b'{"cmd": "apply", "data": "PGEvPg==", "name": "a.xml", "url": "file:///tmp/a.xml"}',
-                 Request("apply", data=b"<a/>", name="a.xml", url="file:///tmp/a.xml"), id="apply"),
-    pytest.param(b'{"cmd": "rollback", "generation": 3}', Request("rollback", generation=3), id="rollback"),
+                 ApplyRequest(data=b"<a/>", name="a.xml", url="file:///tmp/a.xml"), id="apply"),
+    pytest.param(b'{"cmd": "rollback", "generation": 3}', RollbackRequest(generation=3), id="rollback"),
 ])
 def test_valid_requests(line: bytes, expected: Request) -> None:
-    assert parse_request(line, allow_file_urls=False) == expected
+    parsed = parse_request(line, allow_file_urls=False)
+    assert (type(parsed), parsed) == (type(expected), expected)  # NamedTuples: equal as tuples across types
 
 
 @pytest.mark.parametrize(("line", "names"), [
@@ -81,7 +103,7 @@ def test_invalid_requests(line: bytes, names: str) -> None:
 
 def test_file_urls_when_allowed() -> None:
     line = b'{"cmd": "start", "url": "file:///srv/p.xml"}'
-    assert parse_request(line, allow_file_urls=True) == Request("start", url="file:///srv/p.xml")
+    assert parse_request(line, allow_file_urls=True) == StartRequest(url="file:///srv/p.xml")
 
 
 @pytest.mark.parametrize(("line", "names"), [
@@ -92,6 +114,90 @@ def test_file_urls_when_allowed() -> None:
 def test_bad_answers(line: bytes, names: str) -> None:
     with pytest.raises(ControlError, match=names):
         decode_answer(line)
+
+
+# The wire, byte for byte (README "Control socket"): what the CLI sends and the daemon answers today.
+WIRE: list[tuple[Message, bytes]] = [
+    (StatusRequest(), b'{"cmd": "status"}\n'),
+    (StartRequest(None, False), b'{"cmd": "start", "url": null, "dry_run": false}\n'),
+    (StartRequest("http://a/x.xml", True), b'{"cmd": "start", "url": "http://a/x.xml", "dry_run": true}\n'),
+    (CheckSyncRequest("10.0.0.1", 5070, b"NOTIFY"),
+     b'{"cmd": "check-sync", "source": "10.0.0.1", "port": 5070, "data": "Tk9USUZZ"}\n'),
+    (ApplyRequest(b"<a/>", "a.xml", "file:///tmp/a.xml"),
+     b'{"cmd": "apply", "data": "PGEvPg==", "name": "a.xml", "url": "file:///tmp/a.xml"}\n'),
+    (RollbackRequest(3), b'{"cmd": "rollback", "generation": 3}\n'),
+    (QueuedEvent(True), b'{"event": "queued", "running": true}\n'),
+    (ProgressEvent("fetch x"), b'{"event": "progress", "line": "fetch x"}\n'),
+    (AliveEvent(), b'{"event": "alive"}\n'),
+    (ReportEvent({"outcome": "applied", "run": 4}),
+     b'{"event": "report", "report": {"outcome": "applied", "run": 4}}\n'),
+    (RollbackEvent(7, ["keys"]), b'{"event": "rollback", "generation": 7, "sections": ["keys"]}\n'),
+    (RollbackEvent(None, []), b'{"event": "rollback", "generation": null, "sections": []}\n'),
+    (ErrorEvent("no"), b'{"event": "error", "error": "no"}\n'),
+    (CheckSyncAnswer(200, "check-sync from 127.0.0.1", b"SIP/2.0 200 OK\r\n"),
+     b'{"status": 200, "accepted": true, "reason": "check-sync from 127.0.0.1", '
+     b'"response": "U0lQLzIuMCAyMDAgT0sNCg=="}\n'),
+    (CheckSyncAnswer(None, "a response (200) is never answered", None),
+     b'{"status": null, "accepted": false, "reason": "a response (200) is never answered", "response": null}\n'),
+    (Status("running", 42, RunningStatus(["cli", "sighup"], ["fetch x"]), 1, "2026-01-01T03:00:00+00:00", None, 0,
+            {"run": 1}, 3),
+     b'{"state": "running", "pid": 42, "running": {"triggers": ["cli", "sighup"], "progress": ["fetch x"]}, '
+     b'"queued": 1, "next_run": "2026-01-01T03:00:00+00:00", "retry_at": null, "retry_attempt": 0, '
+     b'"last_report": {"run": 1}, "runs_started": 3}\n'),
+    (Status("idle", 42, None, 0, None, "2026-01-01T03:00:00+00:00", 2, None, 0),
+     b'{"state": "idle", "pid": 42, "running": null, "queued": 0, "next_run": null, '
+     b'"retry_at": "2026-01-01T03:00:00+00:00", "retry_attempt": 2, "last_report": null, "runs_started": 0}\n'),
+]
+
+
+@pytest.mark.parametrize(("message", "wire"), WIRE, ids=lambda v: type(v).__name__ if not isinstance(v, bytes) else "")
+def test_wire_bytes(message: Message, wire: bytes) -> None:
+    assert control.encode(message) == wire
+
+
+@pytest.mark.parametrize(("message", "wire"), WIRE, ids=lambda v: type(v).__name__ if not isinstance(v, bytes) else "")
+def test_wire_round_trip(message: Message, wire: bytes) -> None:
+    """Each message decodes from its own bytes to itself, by the decoder of its side."""
+    decoded: Message | None
+    if isinstance(message, Request):
+        decoded = parse_request(wire, allow_file_urls=True)
+    elif isinstance(message, Status):
+        decoded = control.decode_status(decode_answer(wire))
+    elif isinstance(message, CheckSyncAnswer):
+        decoded = control.decode_check_sync_answer(decode_answer(wire))
+    else:
+        decoded = control.decode_event(decode_answer(wire))
+    assert (type(decoded), decoded) == (type(message), message)
+
+
+@pytest.mark.parametrize(("answer", "names"), [
+    pytest.param({"event": "report", "report": []}, "report", id="report-not-object"),
+    pytest.param({"event": "rollback", "generation": "3", "sections": []}, "generation", id="generation-str"),
+    pytest.param({"event": "rollback", "generation": 3}, "sections", id="no-sections"),
+])
+def test_bad_events(answer: dict[str, object], names: str) -> None:
+    with pytest.raises(ControlError, match=names):
+        control.decode_event(answer)
+
+
+def test_unknown_event_is_skipped() -> None:
+    assert control.decode_event({"event": "later"}) is None
+
+
+@pytest.mark.parametrize(("answer", "names"), [
+    pytest.param({"state": "idle"}, "pid", id="no-pid"),
+    pytest.param({"state": "idle", "pid": 1, "queued": 0, "retry_attempt": 0, "runs_started": True}, "runs_started",
+                 id="bool-for-int"),
+    pytest.param({"state": "idle", "pid": 1, "running": [], "queued": 0}, "running", id="running-list"),
+])
+def test_bad_status(answer: dict[str, object], names: str) -> None:
+    with pytest.raises(ControlError, match=names):
+        control.decode_status(answer)
+
+
+def test_paths_in_runtime_dir(tmp_path: Path) -> None:
+    assert (control.socket_path(tmp_path), control.lock_path(tmp_path)) == \
+        (tmp_path / "provd.sock", tmp_path / "provd.lock")
 
 
 def test_line_limit_carries_a_whole_file() -> None:

@@ -448,6 +448,8 @@ def test_unexpected_error_in_a_run_does_not_end_the_daemon(tmp_path: Path, serve
     recorded as failed, the client answered, and the daemon's queue goes on with the next run. In process,
     with the one function that raised replaced by one that still does."""
     from provd import config as config_mod
+    from provd.core.control import Event, ReportEvent
+    from provd.core.triggers import RunRequest
     from provd.model import Trigger
     from provd.service import daemon as daemon_mod
     from provd.settings.phone import PhoneSettings as Settings
@@ -461,23 +463,23 @@ def test_unexpected_error_in_a_run_does_not_end_the_daemon(tmp_path: Path, serve
     async def broken(*_args: object, **_kwargs: object) -> None:
         raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
 
-    events: list[dict[str, object]] = []
-    first = daemon_mod.RunRequest(Trigger.CLI, url=served.http_url + "after.xml", listeners=[events.append])
+    events: list[Event] = []
+    first = RunRequest(Trigger.CLI, url=served.http_url + "after.xml", listeners=[events.append])
     with monkeypatch.context() as patch:
         patch.setattr(discovery, "wait_for_preconditions", broken)
-        asyncio.run(service._run(first))  # must not raise
-    (final,) = [e for e in events if e.get("event") == "report"]
-    report = final["report"]
-    assert isinstance(report, dict) and report["outcome"] == "failed"
+        asyncio.run(service.runner.execute(first))  # must not raise
+    (final,) = [e for e in events if isinstance(e, ReportEvent)]
+    report = final.report
+    assert report["outcome"] == "failed"
     assert "internal error: UnicodeEncodeError" in str(report["errors"])
     last = settings.store.last_run()
     assert last is not None and last["outcome"] == "failed"  # recorded, not left "running"
     events.clear()
-    asyncio.run(service._run(daemon_mod.RunRequest(Trigger.CLI, url=served.http_url + "after.xml",
-                                                   listeners=[events.append])))
-    (final,) = [e for e in events if e.get("event") == "report"]
-    assert isinstance(final["report"], dict) and final["report"]["outcome"] == "applied"
-    service._cancel_retry()
+    asyncio.run(service.runner.execute(RunRequest(Trigger.CLI, url=served.http_url + "after.xml",
+                                                  listeners=[events.append])))
+    (final,) = [e for e in events if isinstance(e, ReportEvent)]
+    assert final.report["outcome"] == "applied"
+    service.retry.cancel()
     settings.close()
 
 

@@ -13,15 +13,18 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from provd.errors import PreconditionsNotMet, ProvdError
 
 if TYPE_CHECKING:
     from provd.config import Config
+    from provd.core.control import ApplyRequest, ReportEvent, RollbackEvent, RollbackRequest, StartRequest
     from provd.model import RunReport
     from provd.settings.phone import PhoneSettings
     from provd.sources.discovery import Discovery
+
+_Final = TypeVar("_Final", "ReportEvent", "RollbackEvent")  # the event that ends a queued request
 
 
 class _Out:
@@ -177,63 +180,62 @@ def _cmd_apply(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> 
 
 def _daemon_start(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
     """`provd start` through the running daemon (its single-flight runner); None when none runs."""
-    report = _daemon_queued(config, {"cmd": "start", "url": args.url, "dry_run": args.dry_run}, args, out)
-    return None if report is None else _end_of_run(report, args, out)
+    from provd.core.control import ReportEvent, StartRequest
+
+    final = _daemon_queued(config, StartRequest(args.url, args.dry_run), ReportEvent, args, out)
+    return None if final is None else _end_of_run(final.report, args, out)
 
 
-def _daemon_queued(config: Config, message: dict[str, object], args: argparse.Namespace,
-                   out: _Out, final: str = "report") -> dict[str, object] | None:
-    """A request the daemon queues (start, apply, rollback): its progress streamed, its `final` event's
-    payload returned; None when no daemon runs.
+def _daemon_queued(config: Config, request: StartRequest | ApplyRequest | RollbackRequest, final: type[_Final],
+                   args: argparse.Namespace, out: _Out) -> _Final | None:
+    """A request the daemon queues (start, apply, rollback): its progress streamed, its `final` event
+    returned; None when no daemon runs.
 
     Raises:
         ControlError: the daemon refused the request, broke off, or went silent.
     """
-    from provd.core import control as protocol
+    from provd.core.control import ProgressEvent, QueuedEvent, RollbackEvent
     from provd.errors import ControlError
     from provd.service import control_client
 
     progress = _progress(args, out)
     try:
-        for event in control_client.exchange(control_client.socket_path(config.paths.runtime_dir), message,
-                                      timeout=protocol.EVENT_TIMEOUT_S):
-            if event.get("event") == "progress":
-                progress(str(event.get("line")))
-            elif event.get("event") == "queued" and event.get("running"):
+        for event in control_client.events(config.paths.runtime_dir, request):
+            if isinstance(event, ProgressEvent):
+                progress(event.line)
+            elif isinstance(event, QueuedEvent) and event.running:
                 progress("a run is in progress: this one follows it")
-            elif event.get("event") == final:
-                payload = event if final != "report" else event.get("report")
-                if isinstance(payload, dict):
-                    return payload
+            elif isinstance(event, final):
+                return event
     except control_client.NoDaemon:
         return None
-    raise ControlError(f"the daemon closed the control socket without a {final}")
+    raise ControlError(f"the daemon closed the control socket without a "
+                       f"{'rollback' if final is RollbackEvent else 'report'}")
 
 
 def _daemon_apply(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
     """`provd apply` while a daemon runs: the daemon applies it, in its queue (one writer, docs/design.md §2). This
     process reads the file, so the daemon never opens a path a client names."""
-    import base64
-
+    from provd.core.control import ApplyRequest, ReportEvent
     from provd.transport.files import read_capped
 
     path = Path(args.file)
     data = read_capped(path, config.http.max_file_bytes)
-    report = _daemon_queued(config, {"cmd": "apply", "data": base64.b64encode(data).decode(), "name": str(path),
-                                     "url": path.resolve().as_uri()}, args, out)
-    if report is None:
+    final = _daemon_queued(config, ApplyRequest(data, str(path), path.resolve().as_uri()), ReportEvent, args, out)
+    if final is None:
         return None
-    _finish(report, args, out)
-    return 1 if _seq(report.get("errors")) else 0
+    _finish(final.report, args, out)
+    return 1 if _seq(final.report.get("errors")) else 0
 
 
 def _daemon_rollback(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
     """`provd rollback` while a daemon runs: carried out by the daemon, in its queue."""
-    answer = _daemon_queued(config, {"cmd": "rollback", "generation": args.generation}, args, out, final="rollback")
-    if answer is None:
+    from provd.core.control import RollbackEvent, RollbackRequest
+
+    final = _daemon_queued(config, RollbackRequest(args.generation), RollbackEvent, args, out)
+    if final is None:
         return None
-    gen = answer.get("generation")
-    _print_rollback(args.generation, gen if isinstance(gen, int) else None, _seq(answer.get("sections")), out)
+    _print_rollback(args.generation, final.generation, final.sections, out)
     return 0
 
 
@@ -276,17 +278,13 @@ def _cmd_run(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> in
 
 
 def _daemon_status(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
-    from provd.errors import ControlError
     from provd.service import control_client
 
     try:
-        status = next(control_client.exchange(control_client.socket_path(config.paths.runtime_dir),
-                                              {"cmd": "status"}), None)
+        status = control_client.status(config.paths.runtime_dir)
     except control_client.NoDaemon:
         return None
-    if status is None:
-        raise ControlError("the daemon closed the control socket without a status")
-    return _print_status(status, args, out)
+    return _print_status(status.to_json(), args, out)
 
 
 def _cmd_status(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
@@ -324,35 +322,35 @@ def _print_status(status: dict[str, object], args: argparse.Namespace, out: _Out
 
 def _daemon_check_sync(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
     """A NOTIFY from the phone's SIP stack on stdin; the SIP response to send back on stdout."""
-    import base64
-
+    from provd.core.control import CheckSyncRequest
+    from provd.errors import ControlError
     from provd.service import control_client
 
     args.data = sys.stdin.buffer.read()  # read once: the in-process path needs it too
     try:
-        answer = next(control_client.exchange(control_client.socket_path(config.paths.runtime_dir),
-                                       {"cmd": "check-sync", "source": args.source, "port": args.port,
-                                        "data": base64.b64encode(args.data).decode()}), {})
+        answer = control_client.check_sync(config.paths.runtime_dir, CheckSyncRequest(args.source, args.port,
+                                                                                       args.data))
     except control_client.NoDaemon:
         return None
-    response = answer.get("response")
-    if isinstance(response, str):
-        sys.stdout.buffer.write(base64.b64decode(response))
+    if answer is None:
+        raise ControlError("the daemon closed the control socket without a check-sync answer")
+    if answer.response is not None:
+        sys.stdout.buffer.write(answer.response)
         sys.stdout.flush()
-    if answer.get("status") != 200:
-        out.warn(str(answer.get("reason")))
-    return 0 if answer.get("accepted") else 1
+    if answer.status != 200:
+        out.warn(answer.reason)
+    return 0 if answer.accepted else 1
 
 
 def _cmd_check_sync(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
     """No daemon: decide here, answer first (stdout is closed so the caller has the response at once),
-    then provision in this process."""
+    then do in this process what the daemon would queue (core/triggers.check_sync_request)."""
     import asyncio
     import os
     import time
 
-    from provd.core.checksync import Action, CheckSyncHandler
-    from provd.model import Trigger
+    from provd.core.checksync import CheckSyncHandler
+    from provd.core.triggers import check_sync_request
     from provd.run import hooks, provision
 
     decision = CheckSyncHandler(settings.catalog.sections).handle(
@@ -364,12 +362,14 @@ def _cmd_check_sync(settings: PhoneSettings, args: argparse.Namespace, out: _Out
     if decision.status != 200:
         out.warn(decision.reason)
         return 1
-    if decision.action is Action.REBOOT:
+    request = check_sync_request(decision)
+    if request is None:
+        return 0
+    if request.reboot_only:
         hooks.run_reboot_hook(settings.config)
-    elif decision.action is not Action.NONE:
-        asyncio.run(provision.run(settings, trigger=Trigger.CHECK_SYNC, url=decision.url,
-                               restore=decision.body if decision.action is Action.RESTORE else None,
-                               reboot=decision.reboot))
+    else:
+        asyncio.run(provision.run(settings, trigger=request.trigger, url=request.url, restore=request.restore,
+                                  reboot=request.reboot))
     return 0
 
 

@@ -27,7 +27,9 @@ from provd.errors import (
     MulticastUnavailable,
     NtpUnavailable,
 )
+from provd.model import Outcome, Progress, RunReport, Trigger, quiet
 from provd.ports import HttpOptions, HttpResponse, PnpOutcome, Ports, RunBudget, Validators
+from provd.settings.phone import PhoneSettings, now_iso
 
 WALL = 1_800_000_000.0  # 2027-01-15: after provd's build date, so the clock verdict can be valid
 
@@ -296,10 +298,68 @@ class World:
                      multicast=self.multicast, http=self.web.client)
 
 
+# --- the daemon's ports: the run it calls, the service manager it tells -----------------------------------
+
+@dataclass(frozen=True)
+class Call:
+    trigger: Trigger
+    url: str | None
+    restore: bytes | None
+    dry_run: bool
+    reboot: bool
+
+
+@dataclass
+class FakeRun:
+    """provision.run as the daemon calls it. Each call reports `outcomes` in turn (then APPLIED); with `hold`
+    set, a call waits for `release()` before it reports."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    hold: bool = False
+    calls: list[Call] = field(default_factory=list)
+    entered: asyncio.Queue[Call] = field(default_factory=asyncio.Queue)
+    _gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __call__(self, phone: PhoneSettings, *, trigger: Trigger, url: str | None = None,
+                       restore: bytes | None = None, dry_run: bool = False, reboot: bool = False,
+                       progress: Progress = quiet) -> RunReport:
+        call = Call(trigger, url, restore, dry_run, reboot)
+        self.calls.append(call)
+        progress(f"fetch {url}")
+        self.entered.put_nowait(call)
+        if self.hold:
+            await self._gate.wait()
+            self._gate.clear()
+        outcome = self.outcomes.pop(0) if self.outcomes else Outcome.APPLIED
+        return RunReport(trigger=trigger, started=now_iso(), outcome=outcome, url=url, finished=now_iso())
+
+    def release(self) -> None:
+        self._gate.set()
+
+    async def next_call(self) -> Call:
+        return await asyncio.wait_for(self.entered.get(), 5.0)
+
+
+@dataclass
+class FakeNotifier:
+    """The service manager: what the daemon told it, and an event per message it waits for."""
+
+    sent: list[str] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def send(self, *fields: str) -> None:
+        self.sent += fields
+        if "READY=1" in fields:
+            self.ready.set()
+
+
 if TYPE_CHECKING:  # each fake is the port it stands for (mypy --strict checks these assignments)
     from provd import ports
+    from provd.service.runner import Notifier, RunFunction
 
     _clock: ports.Clock = FakeClock()
+    _run: RunFunction = FakeRun()
+    _notifier: Notifier = FakeNotifier()
     _interfaces: ports.Interfaces = FakeInterfaces()
     _dhcp: ports.DhcpAsker = FakeDhcp()
     _ntp: ports.NtpQuerier = FakeNtp()
