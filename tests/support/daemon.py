@@ -1,4 +1,5 @@
-"""Running `provd run` as a subprocess under a fake service manager: a notify socket the test reads."""
+"""Running `provd run` as a subprocess under a fake service manager (a notify socket the test reads), a store
+set up for it (`configure`), and the check-sync datagrams the tests send it."""
 
 from __future__ import annotations
 
@@ -101,3 +102,62 @@ def running_daemon(provd: Provd, tmp_path: Path, *, watchdog_usec: int | None = 
         log.close()
         text = (tmp_path / "daemon.log").read_text(errors="replace")
         assert text.count("Traceback") == tracebacks, text
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def configure(tmp_path: Path, *, url: str = "", active: bool = False, sip_port: int | None = None,
+              hooks: bool = True, allow: str = "127.0.0.1") -> Provd:
+    state = tmp_path / "state"
+    hook_log = tmp_path / "hook.log"
+    write_env = (f"import os; open({str(hook_log)!r}, 'a').write(os.environ.get('PROVD_SECTIONS', '') + "
+                 f"'|' + os.environ.get('HOOK', '') + chr(10))")
+    config: dict[str, Any] = {
+        "device": {"type": "D400", "serial": "0123456789", "mac": "00:09:52:00:00:0E", "interface": "lo"},
+        "paths": {"state_dir": str(state), "runtime_dir": str(tmp_path / "run")},
+        "ntp": {"required": False},
+        "dhcp": {"mode": "off"},
+        "http": {"timeout_s": 30},
+        "sip": {"listen": f"127.0.0.1:{sip_port}" if sip_port else None},
+    }
+    if hooks:
+        config["hooks"] = {"changed": {"*": [sys.executable, "-c", write_env]},
+                           "reboot": ["env", "HOOK=reboot", sys.executable, "-c", write_env]}
+    cfg = tmp_path / "provd.yaml"
+    cfg.write_text(json.dumps(config))
+    provd = Provd(cfg, state)
+    settings = tmp_path / "settings.xml"
+    settings.write_text(
+        f"<provisioning><active>{str(active).lower()}</active><dhcp>false</dhcp><redirect>false</redirect>"
+        f"<pbx>false</pbx><url>{url}</url><sip><active>true</active><allowlist><allowlistEntry>{allow}"
+        "</allowlistEntry></allowlist></sip></provisioning>")
+    provd.run("apply", str(settings), check=0)
+    return provd
+
+
+def keys(number: int, label: str) -> str:
+    return f'<keys><phoneXtensions><key keyNumber="{number}" label="{label}"/></phoneXtensions></keys>'
+
+
+def notify_message(source: str, event: str = "check-sync", body: str = "", branch: str = "z9hG4bKt1") -> bytes:
+    head = (f"NOTIFY sip:201@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {source}:5070;branch={branch}\r\n"
+            f"From: <sip:pbx@{source}>\r\nTo: <sip:201@127.0.0.1>\r\nCall-ID: {branch}@{source}\r\n"
+            f"CSeq: 1 NOTIFY\r\nEvent: {event}\r\n")
+    if body:
+        head += f"Content-Type: application/xml\r\nContent-Length: {len(body.encode())}\r\n"
+    return (head + "\r\n" + body).encode()
+
+
+def send_udp(port: int, data: bytes, source: str = "127.0.0.1", timeout: float = 2.0) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))
+        s.settimeout(timeout)
+        s.sendto(data, ("127.0.0.1", port))
+        try:
+            return s.recv(65535)
+        except TimeoutError:
+            return None

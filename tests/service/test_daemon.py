@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -20,51 +19,12 @@ from typing import Any
 import pytest
 
 from tests.support.cli import Provd
-from tests.support.daemon import running_daemon
+from tests.support.daemon import configure, free_udp_port, keys, notify_message, running_daemon, send_udp
 from tests.support.paths import TORTURE as TORTURE_DIR
 from tests.support.peers.http import HttpPeers, Served
 from tests.support.polling import wait_until
 
 TORTURE = sorted(TORTURE_DIR.glob("*.dat"))
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def configure(tmp_path: Path, *, url: str = "", active: bool = False, sip_port: int | None = None,
-              hooks: bool = True, allow: str = "127.0.0.1") -> Provd:
-    state = tmp_path / "state"
-    hook_log = tmp_path / "hook.log"
-    write_env = (f"import os; open({str(hook_log)!r}, 'a').write(os.environ.get('PROVD_SECTIONS', '') + "
-                 f"'|' + os.environ.get('HOOK', '') + chr(10))")
-    config: dict[str, Any] = {
-        "device": {"type": "D400", "serial": "0123456789", "mac": "00:09:52:00:00:0E", "interface": "lo"},
-        "paths": {"state_dir": str(state), "runtime_dir": str(tmp_path / "run")},
-        "ntp": {"required": False},
-        "dhcp": {"mode": "off"},
-        "http": {"timeout_s": 30},
-        "sip": {"listen": f"127.0.0.1:{sip_port}" if sip_port else None},
-    }
-    if hooks:
-        config["hooks"] = {"changed": {"*": [sys.executable, "-c", write_env]},
-                           "reboot": ["env", "HOOK=reboot", sys.executable, "-c", write_env]}
-    cfg = tmp_path / "provd.yaml"
-    cfg.write_text(json.dumps(config))
-    provd = Provd(cfg, state)
-    settings = tmp_path / "settings.xml"
-    settings.write_text(
-        f"<provisioning><active>{str(active).lower()}</active><dhcp>false</dhcp><redirect>false</redirect>"
-        f"<pbx>false</pbx><url>{url}</url><sip><active>true</active><allowlist><allowlistEntry>{allow}"
-        "</allowlistEntry></allowlist></sip></provisioning>")
-    provd.run("apply", str(settings), check=0)
-    return provd
-
-
-def keys(number: int, label: str) -> str:
-    return f'<keys><phoneXtensions><key keyNumber="{number}" label="{label}"/></phoneXtensions></keys>'
 
 
 def hook_lines(tmp_path: Path) -> list[str]:
@@ -154,26 +114,6 @@ def test_triggers_during_a_run_coalesce_into_one_follow_up(tmp_path: Path, serve
     with urllib.request.urlopen(http_peers.fault_url + "/count", timeout=5) as answer:
         counts = json.loads(answer.read())
     assert counts[f"/{served.path.name}/coalesce/slow"] == 2
-
-
-def notify_message(source: str, event: str = "check-sync", body: str = "", branch: str = "z9hG4bKt1") -> bytes:
-    head = (f"NOTIFY sip:201@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {source}:5070;branch={branch}\r\n"
-            f"From: <sip:pbx@{source}>\r\nTo: <sip:201@127.0.0.1>\r\nCall-ID: {branch}@{source}\r\n"
-            f"CSeq: 1 NOTIFY\r\nEvent: {event}\r\n")
-    if body:
-        head += f"Content-Type: application/xml\r\nContent-Length: {len(body.encode())}\r\n"
-    return (head + "\r\n" + body).encode()
-
-
-def send_udp(port: int, data: bytes, source: str = "127.0.0.1", timeout: float = 2.0) -> bytes | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((source, 0))
-        s.settimeout(timeout)
-        s.sendto(data, ("127.0.0.1", port))
-        try:
-            return s.recv(65535)
-        except TimeoutError:
-            return None
 
 
 @pytest.fixture
@@ -444,7 +384,7 @@ def test_run_killed_midway_is_marked_interrupted_at_the_next_start(tmp_path: Pat
 def test_unexpected_error_in_a_run_does_not_end_the_daemon(tmp_path: Path, served: Served,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The service's boundary: a bug that raises out of one run (once: a lone surrogate in a URL raised
-    UnicodeEncodeError from the HTTP cache; that URL is now a clean error, see test_fetch) is logged, the run
+    UnicodeEncodeError from the HTTP cache; that URL is now a clean error, see tests/transport) is logged, the run
     recorded as failed, the client answered, and the daemon's queue goes on with the next run. In process,
     with the one function that raised replaced by one that still does."""
     from provd import config as config_mod

@@ -44,10 +44,8 @@ from provd.core.control import (
 )
 from provd.errors import ControlError
 from tests.support.cli import Provd
-from tests.support.daemon import running_daemon
+from tests.support.daemon import configure, keys, running_daemon
 from tests.support.peers.http import Served
-
-from .test_daemon import configure, keys
 
 B64 = base64.b64encode(b"NOTIFY").decode()
 

@@ -27,11 +27,9 @@ from provd import __version__
 from provd import log as provd_log
 from provd.core.floods import OTHERS, Admission, FloodLimiter, Summary
 from tests.support.cli import Provd
-from tests.support.daemon import RunningDaemon, running_daemon
+from tests.support.daemon import RunningDaemon, configure, free_udp_port, keys, notify_message, running_daemon, send_udp
 from tests.support.peers.http import HttpPeers, Served
 from tests.support.polling import wait_for_matches
-
-from .test_daemon import configure, free_udp_port, keys, notify_message, send_udp
 
 PRIORITY = re.compile(r"^<([3467])>")
 

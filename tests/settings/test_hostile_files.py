@@ -18,7 +18,7 @@ import pytest
 from tests.support.cli import Provd
 from tests.support.paths import VENDOR
 
-HOSTILE = Path(__file__).resolve().parent / "hostile"
+HOSTILE = Path(__file__).resolve().parents[1] / "hostile"
 MUSIC = VENDOR / "music.xml"
 SECONDS = 5.0  # entity bombs must not expand: every run is an ordinary short run
 KILL_AFTER = 2 * SECONDS  # a run that hangs is stopped here and fails the test, rather than stalling the suite

@@ -14,7 +14,7 @@ import pytest
 import xmlschema
 from lxml import etree
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "schemas"
 VENDOR_EXAMPLES = REPO / "tests" / "data" / "vendor-examples"  # byte for byte as published (tests/data/README.md)
 

@@ -26,7 +26,7 @@ from tests.support.cli import Provd
 from tests.support.contacts import contact_list_xml
 from tests.support.polling import wait_until
 
-FAULTS = Path(__file__).parent / "support" / "peers" / "faults.py"
+FAULTS = Path(__file__).resolve().parents[1] / "support" / "peers" / "faults.py"
 READERS = ("show", "backup", "history", "status")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
 
