@@ -113,10 +113,12 @@ def phases(config: Path, path: Path) -> dict[str, float]:
     """Where one apply's time goes, in this process: the same functions `provd apply` calls, timed one by
     one (a fresh store copy each time; interpreter start-up and imports are the rest of the wall time)."""
     from provd import config as config_mod
+    from provd.core.documents import parse_document
     from provd.model import RunReport, Trigger
     from provd.settings.apply import apply_document
     from provd.settings.phone import PhoneSettings
     from provd.settings.working_copy import WorkingCopy
+    from provd.transport.files import read_capped
 
     times: dict[str, float] = {}
 
@@ -127,14 +129,16 @@ def phases(config: Path, path: Path) -> dict[str, float]:
         return result
 
     settings = PhoneSettings(config_mod.load(str(config)))
+    catalog = settings.catalog
     try:
-        doc = timed("read + parse patch", lambda: settings.parse(path))
+        max_bytes = settings.config.http.max_file_bytes
+        doc = timed("read + parse patch", lambda: parse_document(read_capped(path, max_bytes), source=str(path),
+                                                                 max_bytes=max_bytes, sections=catalog.sections))
         store = timed("open store (quick_check)", lambda: settings.store)
         wc = WorkingCopy(settings.catalog, settings.store.section)
         timed("load + parse stored section", lambda: wc.get("contactList"))
         changes = timed("merge + validate", lambda: apply_document(settings.catalog, wc, doc))  # type: ignore[arg-type]
         assert changes
-        catalog = settings.catalog
         timed("  of which validate (again)",
               lambda: catalog.schema("contactList", catalog.current("contactList")).issues(wc.get("contactList")))
         changed = timed("serialise + compare", wc.changed)

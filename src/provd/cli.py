@@ -138,11 +138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_validate(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
+    from provd.run import restore
+
     ok = True
     results: list[dict[str, object]] = []
     for name in args.files:
         try:
-            doc, changes = settings.validate(Path(name))
+            doc, changes = restore.validate_path(settings, Path(name))
         except ProvdError as exc:
             ok = False
             results.append({"file": name, "valid": False, "errors": [str(exc)], "warnings": []})

@@ -1,6 +1,7 @@
-"""A manual restore as a run (`provd apply FILE`, docs/design.md §2): one file read, a reference file refused,
-applied and committed through `PhoneSettings`, the run recorded in the store either way. No fetch, no
-discovery, no asyncio: `provd apply` stays light. The hooks are the caller's next step (`hooks.after_commit`).
+"""The manual doors (docs/design.md §2): a restore as a run (`provd apply FILE`: one file read, a reference
+file refused, applied and committed through `PhoneSettings`, the run recorded in the store either way) and
+the offline check of a file (`provd validate`). No fetch, no discovery, no asyncio: both stay light. The
+hooks are the caller's next step (`hooks.after_commit`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from pathlib import Path
 
 from provd.core.documents import Document, Door, parse_document, refuse_reference
 from provd.errors import ProvdError, StoreError
-from provd.model import FileRecord, Outcome, Progress, RunReport, Source, Trigger, quiet
+from provd.model import FileRecord, Outcome, Progress, RunReport, SectionChange, Source, Trigger, quiet
+from provd.settings.apply import check_document
 from provd.settings.phone import PhoneSettings, now_iso
 from provd.transport.files import read_capped
 
@@ -71,3 +73,16 @@ def apply_data(phone: PhoneSettings, data: bytes | None, *, name: str, url: str,
         else:
             phone.store.finish_run(report.run, report.to_json())
     return report
+
+
+def validate_path(phone: PhoneSettings, path: Path) -> tuple[Document, list[SectionChange]]:
+    """`provd validate FILE`: the file parsed (with the size cap of local files) and checked: a patch
+    against the factory defaults, a reference or operations file against its own schema.
+
+    Raises:
+        DocumentError: unreadable, too large, not well-formed, or invalid as a whole.
+    """
+    max_bytes = phone.config.http.max_file_bytes
+    doc = parse_document(read_capped(path, max_bytes), source=str(path), max_bytes=max_bytes,
+                         sections=phone.catalog.sections)
+    return doc, check_document(phone.catalog, doc)

@@ -97,29 +97,30 @@ class Runner:
             else:
                 _log.exception("unexpected error in a run (%s); the daemon keeps serving",
                                ", ".join(request.triggers))
-            report = self._record_failure(exc)
-            _answer(request, ReportEvent(report))
+            report = self._record_failure(request, exc)
+            _answer(request, ReportEvent(report.to_json()))
             if request.apply is None and request.rollback is None and not request.reboot_only:
-                failed = RunReport(trigger=request.trigger, started=str(report.get("started") or ""),
-                                   outcome=Outcome.FAILED)
-                self._after(failed, request)
+                self._after(report, request)
         finally:
             self.running = None
 
-    def _record_failure(self, exc: Exception) -> dict[str, object]:
-        """The run that raised, recorded as failed (the engine began it in the store and could not finish it);
-        the report the client gets."""
+    def _record_failure(self, request: RunRequest, exc: Exception) -> RunReport:
+        """The run that raised, recorded as failed (the run began it in the store and could not finish it):
+        its placeholder completed with the error; the report the client gets."""
         message = str(exc) if isinstance(exc, ProvdError) else f"internal error: {type(exc).__name__}: {exc!r}"
-        report: dict[str, object] = {"outcome": "failed", "errors": [message], "finished": now_iso()}
+        report = RunReport(trigger=request.trigger, started=now_iso())
         try:
             last = self.settings.store.last_run()
-            if last is not None and last.get("outcome") == Outcome.RUNNING.value:  # ours: the daemon is the one writer
-                run = last.pop("run")
-                report = {**last, **report}
-                self.settings.store.finish_run(int(str(run)), report)
-                report["run"] = run
-        except ProvdError as again:  # e.g. still a full disk: the next start marks it interrupted
-            _log.error("cannot record the failed run: %s", again)
+            if last is not None and last.get("outcome") == Outcome.RUNNING.value:  # ours: the one writer
+                report = RunReport.from_json(last)
+        except (ProvdError, ValueError) as again:  # e.g. a full disk: the next start marks it interrupted
+            _log.error("cannot read the failed run: %s", again)
+        report.outcome, report.errors, report.finished = Outcome.FAILED, [*report.errors, message], now_iso()
+        if report.run is not None:
+            try:
+                self.settings.store.finish_run(report.run, report.to_json())
+            except ProvdError as again:
+                _log.error("cannot record the failed run: %s", again)
         return report
 
     async def _provision(self, request: RunRequest) -> None:

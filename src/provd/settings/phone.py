@@ -8,20 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provd import xmltree
 from provd.config import Config
 from provd.core import diff
-from provd.core.documents import Document, parse_document
+from provd.core.documents import Document
 from provd.errors import StoreConflict, UnknownSection
-from provd.model import Outcome, Progress, RunReport, SectionChange, Switches, Trigger, quiet
-from provd.settings.apply import apply_document, check_document
+from provd.model import Outcome, Progress, RunReport, Switches, Trigger, quiet
+from provd.settings.apply import apply_document
 from provd.settings.catalog import Catalog
 from provd.settings.store import BytesPayload, Payload, Store
 from provd.settings.working_copy import WorkingCopy
-from provd.transport.files import read_capped
 from provd.xmltree import Element
 
 if TYPE_CHECKING:
@@ -60,15 +58,6 @@ class PhoneSettings:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
-
-    def parse(self, path: Path) -> Document:
-        data = read_capped(path, self.config.http.max_file_bytes)
-        return parse_document(data, source=str(path), max_bytes=self.config.http.max_file_bytes,
-                              sections=self.catalog.sections)
-
-    def validate(self, path: Path) -> tuple[Document, list[SectionChange]]:
-        doc = self.parse(path)
-        return doc, check_document(self.catalog, doc)
 
     def apply_documents(self, documents: list[Document], report: RunReport, *,
                         progress: Progress = quiet, again: Callable[[], list[Document]] | None = None) -> None:
