@@ -50,7 +50,7 @@ class Daemon:
         self.retry = RetryTimer(self.request, rng)
         self.runner = Runner(settings, run=run, notifier=self._notifier, retry=self.retry,
                              schedule_changed=schedule_changed, clock=clock)
-        self.scheduler = Scheduler(settings, request=self.request, rng=rng, changed=schedule_changed)
+        self.scheduler = Scheduler(settings, request=self.request, rng=rng, changed=schedule_changed, clock=clock)
         self.door = CheckSyncDoor(settings, self.request)
         self.control = ControlServer(self, max_file_bytes=self.config.http.max_file_bytes,
                                      allow_file_urls=self.config.control.allow_file_urls is True)

@@ -1,6 +1,7 @@
 """The scheduled runs (docs/design.md §7, `provisioning/execution`): the phone's time zone, and the task that
 sleeps towards the next run a minute at a time, so a wall clock stepped meanwhile (NTP's first sync) is
-noticed. Every decision is core/schedule's; this module reads the clocks and sleeps.
+noticed. Every decision is core/schedule's; this module reads the clocks (the injected `Clock`: tests pass
+a virtual one) and sleeps.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import contextlib
 import os
 import random
 import re
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from provd.core import schedule
 from provd.core.triggers import RunRequest
 from provd.model import Trigger
+from provd.ports import Clock, SystemClock
 from provd.run import device
 from provd.settings.phone import PhoneSettings
 
@@ -45,8 +46,9 @@ def local_zone() -> ZoneInfo | timezone:
 
 class Scheduler:
     def __init__(self, settings: PhoneSettings, *, request: Callable[[RunRequest], object], rng: random.Random,
-                 changed: asyncio.Event) -> None:
+                 changed: asyncio.Event, clock: Clock | None = None) -> None:
         self.settings = settings
+        self._clock = clock or SystemClock()
         self.next_scheduled: datetime | None = None
         self._request = request
         self._rng = rng
@@ -62,7 +64,7 @@ class Scheduler:
         while True:
             self._changed.clear()
             values = self.settings.execution_values()
-            now = datetime.now(UTC)
+            now = datetime.fromtimestamp(self._clock.time(), UTC)
             self.next_scheduled = None
             if self.settings.provisioning_active():
                 # Strictly after a run already fired: a timer a hair early fires it once.
@@ -74,7 +76,7 @@ class Scheduler:
                 continue
             stepped = False
             while True:
-                wall, mono = time.time(), time.monotonic()
+                wall, mono = self._clock.time(), self._clock.monotonic()
                 wake = schedule.on_wake(self.next_scheduled, datetime.fromtimestamp(wall, UTC), stepped=stepped)
                 if wake is schedule.Wake.FIRE:
                     fired = self.next_scheduled
@@ -83,10 +85,18 @@ class Scheduler:
                 if wake is schedule.Wake.RECOMPUTE:
                     break
                 pause = schedule.sleep_s(self.next_scheduled, datetime.fromtimestamp(wall, UTC))
-                try:
-                    async with asyncio.timeout(pause):
-                        await self._changed.wait()
+                if await self._changed_within(pause):
                     break  # the schedule changed: compute it again
-                except TimeoutError:
-                    pass
-                stepped = schedule.clock_stepped(wall, mono, time.time(), time.monotonic())
+                stepped = schedule.clock_stepped(wall, mono, self._clock.time(), self._clock.monotonic())
+
+    async def _changed_within(self, seconds: float) -> bool:
+        """Sleep `seconds` on the clock, or less when the schedule changes; whether it changed."""
+        changed = asyncio.ensure_future(self._changed.wait())
+        slept = asyncio.ensure_future(self._clock.sleep(seconds))
+        try:
+            done, _ = await asyncio.wait({changed, slept}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (changed, slept):
+                waiter.cancel()
+            await asyncio.gather(changed, slept, return_exceptions=True)
+        return changed in done
