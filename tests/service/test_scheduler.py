@@ -34,7 +34,8 @@ class FixedDraw(random.Random):
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PhoneSettings:
     monkeypatch.setenv("TZ", "UTC")
     cfg = tmp_path / "provd.yaml"
-    cfg.write_text(json.dumps({"paths": {"state_dir": str(tmp_path / "state")}, "device": {"mac": "00:09:52:00:00:0E"}}))
+    cfg.write_text(json.dumps({"paths": {"state_dir": str(tmp_path / "state")},
+                               "device": {"mac": "00:09:52:00:00:0E"}}))
     settings = PhoneSettings(config_mod.load(str(cfg)))
     restore.apply_data(settings, f"<provisioning><active>true</active><execution><time>{AT}</time></execution>"
                        "</provisioning>".encode(), name="schedule.xml", url="schedule.xml")
