@@ -151,7 +151,7 @@ def _cmd_validate(settings: PhoneSettings, args: argparse.Namespace, out: _Out) 
             if not args.json:
                 out.error(str(exc))
             continue
-        warnings = doc.warnings + [w for c in changes for w in c.warnings]
+        warnings = [*doc.warnings, *(w for c in changes for w in c.warnings)]
         errors = [e for c in changes for e in c.errors]
         valid = not errors
         results.append({"file": name, "valid": valid, "errors": errors, "warnings": warnings,

@@ -18,7 +18,7 @@ from provd.settings.catalog import Catalog
 
 def parse(catalog: Catalog, data: bytes, max_bytes: int = 1 << 20) -> tuple[DocumentKind, list[str]]:
     doc = parse_document(data, source="f.xml", max_bytes=max_bytes, sections=catalog.sections)
-    return doc.kind, doc.warnings
+    return doc.kind, list(doc.warnings)
 
 
 @pytest.mark.parametrize(("data", "kind"), [

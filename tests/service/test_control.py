@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import resource
+import select
 import shutil
 import socket
 import tempfile
@@ -225,7 +226,7 @@ class FakeDaemon:
             except OSError:
                 return
             if self.behaviour == "reset":  # closed with the request unread: the client's read gets ECONNRESET
-                time.sleep(0.2)
+                select.select([conn], [], [], 5.0)  # the request has arrived (and stays unread)
                 conn.close()
                 continue
             conn.makefile("rb").readline()

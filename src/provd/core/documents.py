@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from provd import xmltree
@@ -18,14 +18,15 @@ from provd.model import DocumentKind
 from provd.xmltree import Element
 
 
-@dataclass
+@dataclass(frozen=True)
 class Document:
-    """A parsed provisioning file; `root` is owned by whoever holds the document."""
+    """A parsed provisioning file. The record is frozen; `root` is the tree, owned (and changed: a merge
+    moves a patch's entries) by whoever holds the document."""
 
     kind: DocumentKind
     root: Element
     source: str
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
 
 
 _DECLARATION = re.compile(rb"^<\?xml\s[^>]*?\?>")
@@ -50,7 +51,7 @@ def parse_document(data: bytes, *, source: str, max_bytes: int, sections: frozen
     """
     root, warnings = parse_xml(data, source=source, max_bytes=max_bytes)
     return Document(kind=detect_kind(root, source=source, sections=sections), root=root, source=source,
-                    warnings=warnings)
+                    warnings=tuple(warnings))
 
 
 def parse_xml(data: bytes, *, source: str, max_bytes: int) -> tuple[Element, list[str]]:
