@@ -11,7 +11,7 @@ lines until it closes: a status, a check-sync answer, or events (`{"event": …}
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import NamedTuple, Protocol, Self, TypeVar
 
 from provd.errors import ControlError
 
@@ -35,7 +35,7 @@ _FIELDS: dict[str, frozenset[str]] = {
 
 
 class _Directory(Protocol):
-    def __truediv__(self, name: str, /) -> Any: ...
+    def __truediv__(self, name: str, /) -> Self: ...
 
 
 _D = TypeVar("_D", bound=_Directory)
@@ -393,42 +393,42 @@ def decode_check_sync_answer(answer: dict[str, object]) -> CheckSyncAnswer:
 _T = TypeVar("_T")
 
 
-def _answer_field(answer: dict[str, Any], key: str, kind: type[_T]) -> _T:
+def _answer_field(answer: dict[str, object], key: str, kind: type[_T]) -> _T:
     value = answer.get(key)
     if not isinstance(value, kind):
         raise ControlError(f"the daemon's answer: {key} is not a JSON {'object' if kind is dict else 'array'}")
     return value
 
 
-def _optional_int_field(answer: dict[str, Any], key: str) -> int | None:
+def _optional_int_field(answer: dict[str, object], key: str) -> int | None:
     value = answer.get(key)
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     raise ControlError(f"the daemon's answer: {key} is not a number")
 
 
-def _int_field(answer: dict[str, Any], key: str) -> int:
+def _int_field(answer: dict[str, object], key: str) -> int:
     value = _optional_int_field(answer, key)
     if value is None:
         raise ControlError(f"the daemon's answer: {key} is not a number")
     return value
 
 
-def _optional_str_field(answer: dict[str, Any], key: str) -> str | None:
+def _optional_str_field(answer: dict[str, object], key: str) -> str | None:
     value = answer.get(key)
     if value is not None and not isinstance(value, str):
         raise ControlError(f"the daemon's answer: {key} is not a string")
     return value
 
 
-def _optional_str(message: dict[str, Any], key: str) -> str | None:
+def _optional_str(message: dict[str, object], key: str) -> str | None:
     value = message.get(key)
     if value is not None and not isinstance(value, str):
         raise ControlError(f"{message['cmd']}: {key} must be a string or absent")
     return value
 
 
-def _bool(message: dict[str, Any], key: str) -> bool:
+def _bool(message: dict[str, object], key: str) -> bool:
     value = message.get(key, False)
     if not isinstance(value, bool):
         raise ControlError(f"{message['cmd']}: {key} must be true or false")
@@ -441,7 +441,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _base64(message: dict[str, Any], key: str) -> bytes:
+def _base64(message: dict[str, object], key: str) -> bytes:
     import base64
     import binascii
 
