@@ -40,7 +40,7 @@ def inner(config: str, mode: str) -> None:
     from provd.run import device, provision
     from provd.run.wiring import real_ports
     from provd.settings.phone import PhoneSettings
-    from provd.sources import discovery
+    from provd.sources import discovery, preconditions
 
     settings = PhoneSettings(configuration.load(config))
     switches = settings.discovery_switches()
@@ -53,11 +53,11 @@ def inner(config: str, mode: str) -> None:
             ctx = discovery.Context(config=cfg, device=dev, switches=switches, client=client,
                                     progress=lambda _line: None, ports=ports)
             started = time.monotonic()
-            await discovery.wait_for_preconditions(ctx)
-            preconditions = time.monotonic()
+            await preconditions.wait_for_preconditions(ctx)
+            ready = time.monotonic()
             found = await discovery.discover(ctx)
             done = time.monotonic()
-        return {"total_ms": (done - started) * 1000, "preconditions_ms": (preconditions - started) * 1000,
+        return {"total_ms": (done - started) * 1000, "preconditions_ms": (ready - started) * 1000,
                 "source": found.source.value if found.source else None, "url": found.url,
                 "attempts": [a.to_json() for a in found.attempts]}
 

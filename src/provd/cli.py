@@ -403,7 +403,7 @@ async def _discover(settings: PhoneSettings, args: argparse.Namespace, out: _Out
     from provd import __version__
     from provd.run import device, provision
     from provd.run.wiring import real_ports
-    from provd.sources import discovery
+    from provd.sources import discovery, preconditions
 
     config = settings.config
     dev = device.device_from_config(config)
@@ -412,7 +412,7 @@ async def _discover(settings: PhoneSettings, args: argparse.Namespace, out: _Out
         ctx = discovery.Context(config=config, device=dev, switches=settings.discovery_switches(), client=client,
                                 progress=_progress(args, out), ports=ports)
         try:
-            await discovery.wait_for_preconditions(ctx, deadline=_deadline(args))
+            await preconditions.wait_for_preconditions(ctx, deadline=_deadline(args))
         except PreconditionsNotMet as exc:
             return str(exc)
         return await discovery.discover(ctx)

@@ -29,7 +29,7 @@ from provd.ports import HttpClient, HttpOptions, Ports
 from provd.run import device, hooks
 from provd.run.wiring import real_ports
 from provd.settings.phone import PhoneSettings, now_iso
-from provd.sources import discovery
+from provd.sources import discovery, preconditions
 from provd.transport.cache import HttpCache
 from provd.transport.chain import ChainFetcher, FetchedFile, Limits
 
@@ -138,7 +138,7 @@ async def _discover_and_fetch(phone: PhoneSettings, url: str | None, report: Run
     async with ports.http(http_options(config, device.user_agent(config, dev, __version__))) as client:
         ctx = discovery.Context(config=config, device=dev, switches=phone.discovery_switches(),
                                 client=client, progress=progress, ports=ports)
-        await discovery.wait_for_preconditions(ctx, deadline=wait_until, ask_dhcp=url is None)
+        await preconditions.wait_for_preconditions(ctx, deadline=wait_until, ask_dhcp=url is None)
         candidates = (url,) if url is not None else await _discover(ctx, report)
         documents = await _fetch(phone, client, dev, candidates, report, progress)
     return documents, _unconsumed(phone, documents)
