@@ -392,12 +392,12 @@ def test_unexpected_error_in_a_run_does_not_end_the_daemon(tmp_path: Path, serve
     from provd.core.triggers import RunRequest
     from provd.model import Trigger
     from provd.service import daemon as daemon_mod
-    from provd.settings.phone import PhoneSettings as Settings
-    from provd.sources import discovery
+    from provd.settings.phone import PhoneSettings
+    from provd.sources import preconditions
 
     served.write("after.xml", keys(8, "after"))
     provd = configure(tmp_path)
-    settings = Settings(config_mod.load(str(provd.config)))
+    settings = PhoneSettings(config_mod.load(str(provd.config)))
     service = daemon_mod.Daemon(settings)
 
     async def broken(*_args: object, **_kwargs: object) -> None:
@@ -406,7 +406,7 @@ def test_unexpected_error_in_a_run_does_not_end_the_daemon(tmp_path: Path, serve
     events: list[Event] = []
     first = RunRequest(Trigger.CLI, url=served.http_url + "after.xml", listeners=[events.append])
     with monkeypatch.context() as patch:
-        patch.setattr(discovery, "wait_for_preconditions", broken)
+        patch.setattr(preconditions, "wait_for_preconditions", broken)
         asyncio.run(service.runner.execute(first))  # must not raise
     (final,) = [e for e in events if isinstance(e, ReportEvent)]
     report = final.report
