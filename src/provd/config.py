@@ -4,10 +4,9 @@ The only module that imports yaml. The result is typed and frozen: one NamedTupl
 writes `config.http.timeout_s` and gets a float, never a cast. Unknown keys and wrong types are errors naming
 the key, so a typo in /etc/provd/provd.yaml never silently falls back to a default. (NamedTuples, not
 dataclasses: `provd start` talking to the daemon loads little more than this module, and dataclasses would
-cost it ~15 ms of imports and class creation.)
+cost it ~15 ms of imports and class creation. No `from __future__ import annotations` either: NamedTuple
+compiles every string annotation into a ForwardRef, 6 ms for these sections.)
 """
-
-from __future__ import annotations
 
 import os
 from collections.abc import Mapping

@@ -2,14 +2,16 @@
 
 The report's parts (`Attempt`, `FileRecord`, `SectionChange`, `SectionDiff`) are typed here and become JSON
 only at the edge (`to_json` for the store, `--json` and the control socket; `from_json` for a report read
-back). No I/O and no heavy imports: the CLI and the daemon's client side load this module.
+back). No I/O and no heavy imports: `provd status` and `provd start` load this module on their way to the
+daemon, so the records are NamedTuples and RunReport a slotted class; dataclasses would cost those commands
+~40 ms of imports and class creation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 # A run's progress lines, for a person watching (`provd start` prints them, the daemon streams them).
 Progress = Callable[[str], None]
@@ -82,8 +84,7 @@ def _opt_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(NamedTuple):
     """One discovery source tried (docs/design.md §6, §8 `attempts[]`). `url` is the URL found as it may be
     shown (password redacted by the source); `candidates` are the URLs to fetch, credentials and all.
     `error` is the ProvdError behind a `failed` result when there was one (its class and `retryable`); the
@@ -94,7 +95,7 @@ class Attempt:
     detail: str
     url: str | None = None
     candidates: tuple[str, ...] = ()
-    error: Exception | None = field(default=None, compare=False)
+    error: Exception | None = None
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"source": self.source.value, "result": self.result.value, "detail": self.detail}
@@ -108,8 +109,7 @@ class Attempt:
                    _opt_str(data.get("url")))
 
 
-@dataclass(frozen=True)
-class FileRecord:
+class FileRecord(NamedTuple):
     """One file a run touched (docs/design.md §8 `files[]`): `url` after redirects with the password
     redacted, `kind` None when it failed before it was parsed."""
 
@@ -138,8 +138,7 @@ class FileRecord:
                    _opt_str(data.get("requested")), _opt_str(data.get("error")))
 
 
-@dataclass(frozen=True)
-class SectionChange:
+class SectionChange(NamedTuple):
     """What one file did to one section; `errors` non-empty exactly when `action` is REJECTED."""
 
     section: str
@@ -165,8 +164,7 @@ class SectionChange:
                    _strings(data.get("warnings")), _strings(data.get("errors")), _strings(data.get("migrated")))
 
 
-@dataclass(frozen=True)
-class SectionDiff:
+class SectionDiff(NamedTuple):
     """What a dry run would change in one section, as XPaths that name list entries by their key."""
 
     section: str
@@ -188,7 +186,6 @@ def _records(value: object) -> list[Mapping[str, object]]:
     return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
 
 
-@dataclass
 class RunReport:
     """One provisioning run, in the shape of docs/design.md §8 (stored, printed with --json, shown by status).
 
@@ -197,24 +194,44 @@ class RunReport:
     a report read back that lacks one (the daemon's record of a run that failed before it began).
     """
 
-    trigger: Trigger | None
-    started: str
-    dry_run: bool = False
-    outcome: Outcome = Outcome.FAILED
-    finished: str | None = None
-    run: int | None = None
-    source: Source | None = None
-    url: str | None = None
-    attempts: list[Attempt] = field(default_factory=list)
-    files: list[FileRecord] = field(default_factory=list)
-    sections_changed: list[str] = field(default_factory=list)
-    generation: int | None = None
-    changes: list[SectionChange] = field(default_factory=list)
-    diff: list[SectionDiff] = field(default_factory=list)  # dry runs: what would change
-    warnings: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    retryable: bool | None = None  # failed runs: may the same run succeed later?
-    retry_after_s: float | None = None  # a server's Retry-After (HTTP 429/503)
+    __slots__ = ("attempts", "changes", "diff", "dry_run", "errors", "files", "finished", "generation", "outcome",
+                 "retry_after_s", "retryable", "run", "sections_changed", "source", "started", "trigger", "url",
+                 "warnings")
+
+    def __init__(self, *, trigger: Trigger | None, started: str, dry_run: bool = False,
+                 outcome: Outcome = Outcome.FAILED, finished: str | None = None, run: int | None = None,
+                 source: Source | None = None, url: str | None = None, attempts: list[Attempt] | None = None,
+                 files: list[FileRecord] | None = None, sections_changed: list[str] | None = None,
+                 generation: int | None = None, changes: list[SectionChange] | None = None,
+                 diff: list[SectionDiff] | None = None, warnings: list[str] | None = None,
+                 errors: list[str] | None = None, retryable: bool | None = None,
+                 retry_after_s: float | None = None) -> None:
+        self.trigger = trigger
+        self.started = started
+        self.dry_run = dry_run
+        self.outcome = outcome
+        self.finished = finished
+        self.run = run
+        self.source = source
+        self.url = url
+        self.attempts: list[Attempt] = attempts if attempts is not None else []
+        self.files: list[FileRecord] = files if files is not None else []
+        self.sections_changed: list[str] = sections_changed if sections_changed is not None else []
+        self.generation = generation
+        self.changes: list[SectionChange] = changes if changes is not None else []
+        self.diff: list[SectionDiff] = diff if diff is not None else []  # dry runs: what would change
+        self.warnings: list[str] = warnings if warnings is not None else []
+        self.errors: list[str] = errors if errors is not None else []
+        self.retryable = retryable  # failed runs: may the same run succeed later?
+        self.retry_after_s = retry_after_s  # a server's Retry-After (HTTP 429/503)
+
+    def __repr__(self) -> str:
+        return f"RunReport({self.to_json()!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunReport) and all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: not a dict key
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -257,8 +274,7 @@ class RunReport:
         )
 
 
-@dataclass(frozen=True)
-class Switches:
+class Switches(NamedTuple):
     """The `provisioning` section's say over discovery (read afresh for every run)."""
 
     dhcp: bool
@@ -267,8 +283,7 @@ class Switches:
     url: str
 
 
-@dataclass(frozen=True)
-class Device:
+class Device(NamedTuple):
     """What the phone image knows of itself; the values markers are replaced with."""
 
     type: str  # D100 … D600
@@ -277,8 +292,7 @@ class Device:
     firmware: str
 
 
-@dataclass(frozen=True)
-class Generation:
+class Generation(NamedTuple):
     """One committed generation of the store."""
 
     number: int
