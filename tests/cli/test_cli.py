@@ -198,3 +198,21 @@ def test_python_dash_m_and_help(provd: Provd) -> None:
     result = provd.run("--help", check=0)
     for command in ("validate", "apply", "backup", "show", "history", "rollback"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    pytest.param(["status"], "status", id="plain"),
+    pytest.param(["--config", "p.yaml", "-v", "start", "--url", "x"], "start", id="after-options"),
+    pytest.param(["--config=p.yaml", "-q", "show", "keys"], "show", id="config-equals"),
+    pytest.param(["--config", "status", "history"], "history", id="config-value-named-like-a-command"),
+    pytest.param(["--help"], None, id="help-needs-all"),
+    pytest.param(["-h", "status"], None, id="help-first"),
+    pytest.param([], None, id="none"),
+    pytest.param(["bogus"], None, id="unknown-lists-all"),
+])
+def test_only_the_named_subcommand_is_built(argv: list[str], command: str | None) -> None:
+    from provd import cli
+
+    assert cli._command_in(argv) == command
+    if command is not None:  # the light parser reads the command line as the whole one does
+        assert cli.build_parser(command).parse_args(argv) == cli.build_parser().parse_args(argv)
