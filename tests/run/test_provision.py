@@ -214,3 +214,15 @@ def test_the_ports_module_is_light() -> None:
             "print(','.join(m for m in ('asyncio', 'ssl', 'httpx', 'ntplib', 'socket') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == ""
+
+
+def test_a_redirect_service_slower_than_its_timeout_fails_on_the_clock(settings: PhoneSettings) -> None:
+    """redirect.timeout_s is kept on the run's clock: the virtual one here, so the timeout takes no real time."""
+    world = World(web=FakeWeb({REDIRECT: Answer(b"http://prov.test/redirect.xml\n", delay=60.0)}),
+                  multicast=FakeMulticast(None))
+    report = run(settings, world)
+    assert attempts(report)["redirect"] == "failed"
+    redirect = next(a for a in report["attempts"] if a["source"] == "redirect")
+    assert redirect["detail"].endswith("no answer within the timeout")
+    assert world.web.cancelled == [REDIRECT]
+    assert world.clock.monotonic() >= settings.config.redirect.timeout_s

@@ -47,7 +47,7 @@ class Daemon:
         rng = rng or random.Random()
         self._stopping = asyncio.Event()
         schedule_changed = asyncio.Event()
-        self.retry = RetryTimer(self.request, rng)
+        self.retry = RetryTimer(self.request, rng, clock)
         self.runner = Runner(settings, run=run, notifier=self._notifier, retry=self.retry,
                              schedule_changed=schedule_changed, clock=clock)
         self.scheduler = Scheduler(settings, request=self.request, rng=rng, changed=schedule_changed, clock=clock)

@@ -1,6 +1,6 @@
 """The retry timer (docs/design.md §7): after a failed run, one RETRY trigger after the backoff delay that
 core/retry decides. The timer is a task in the daemon's TaskGroup, so stopping the daemon cancels it; a new
-run cancels a pending one."""
+run cancels a pending one. It waits on the injected clock, as the runner and the scheduler do."""
 
 from __future__ import annotations
 
@@ -13,13 +13,16 @@ from provd import log
 from provd.core.retry import RetryState
 from provd.core.triggers import RunRequest
 from provd.model import Outcome, RunReport, Trigger
+from provd.ports import Clock, SystemClock
 
 _log = log.get(__name__)
 
 
 class RetryTimer:
-    def __init__(self, request: Callable[[RunRequest], object], rng: random.Random) -> None:
+    def __init__(self, request: Callable[[RunRequest], object], rng: random.Random,
+                 clock: Clock | None = None) -> None:
         self.state = RetryState()
+        self._clock = clock or SystemClock()
         self.retry_at: datetime | None = None  # when the pending retry fires (status)
         self._request = request
         self._rng = rng
@@ -50,13 +53,13 @@ class RetryTimer:
         if self._group is None:  # not serving (a run driven alone): nothing to fire it
             return
         self._task = self._group.create_task(self._fire(delay))
-        self.retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+        self.retry_at = datetime.fromtimestamp(self._clock.time(), UTC) + timedelta(seconds=delay)
         _log.info("retry scheduled: attempt %d in %.1f s, at %s (run #%s failed%s)", self.state.attempt,
                   delay, self.retry_at.isoformat(timespec="seconds"), report.run,
                   f"; the server asked for {report.retry_after_s:g} s" if report.retry_after_s else "")
 
     async def _fire(self, delay: float) -> None:
-        await asyncio.sleep(delay)
+        await self._clock.sleep(delay)
         self._task = None
         self.retry_at = None
         self._request(RunRequest(Trigger.RETRY))
