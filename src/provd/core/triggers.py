@@ -33,12 +33,9 @@ class RunRequest:
     listeners: list[Listener] = field(default_factory=list)
     triggers: list[str] = field(default_factory=list)
 
-    def mergeable(self) -> bool:
-        return self.restore is None and not self.dry_run and not self.reboot_only and self.apply is None \
-            and self.rollback is None
-
     def is_provisioning(self) -> bool:
-        """A run of the normal kind: its failure schedules a retry, its success clears one."""
+        """A run of the normal kind (no dry run, restore, apply, rollback or reboot alone): only such runs
+        join a pending follow-up, and only their failure schedules a retry, their success clears one."""
         return not self.dry_run and self.restore is None and self.apply is None and self.rollback is None \
             and not self.reboot_only
 
@@ -80,8 +77,8 @@ class TriggerQueue:
         request.triggers.append(request.trigger.value)
         if request.trigger is Trigger.CHECK_SYNC:
             request.not_before = max(request.not_before, self._last_check_sync_start + self._interval)
-        if request.mergeable():
-            pending = next((r for r in self._pending if r.mergeable()), None)
+        if request.is_provisioning():
+            pending = next((r for r in self._pending if r.is_provisioning()), None)
             if pending is not None:
                 pending.triggers.append(request.trigger.value)
                 pending.url = request.url or pending.url
