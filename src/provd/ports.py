@@ -8,14 +8,16 @@ No I/O and no heavy import here: `provd.run.wiring.real_ports()` imports the ada
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, TypeVar
 
 from provd.core.clock import NtpSample
 from provd.core.dhcp import DhcpAnswer
 from provd.errors import FetchTooLarge
+
+_T = TypeVar("_T")
 
 # --- the values that cross the HTTP port --------------------------------------------------------------------
 
@@ -79,6 +81,26 @@ class Clock(Protocol):
     def time(self) -> float: ...
 
     async def sleep(self, seconds: float) -> None: ...
+
+
+async def within(clock: Clock, seconds: float, work: Awaitable[_T]) -> _T:
+    """`work`'s result, or TimeoutError once `seconds` have passed on `clock` (a test's virtual clock decides
+    the timeout as it decides every other wait); `work` is cancelled then. asyncio.timeout would measure
+    real time whatever the clock."""
+    import asyncio  # only waiting needs it; `provd apply` imports this module without asyncio
+
+    task = asyncio.ensure_future(work)
+    timer = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (task, timer):
+            if not waiter.done():
+                waiter.cancel()
+        await asyncio.gather(task, timer, return_exceptions=True)
+    if task.cancelled() and timer.done() and not timer.cancelled():
+        raise TimeoutError
+    return task.result()
 
 
 class Interfaces(Protocol):

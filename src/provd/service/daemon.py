@@ -25,7 +25,7 @@ from provd.core.checksync import Decision
 from provd.core.triggers import RunRequest
 from provd.errors import ControlError
 from provd.model import Trigger
-from provd.ports import Clock
+from provd.ports import Clock, SystemClock
 from provd.run import provision
 from provd.service import sdnotify
 from provd.service.control_server import ControlServer
@@ -45,6 +45,7 @@ class Daemon:
         self.config = settings.config
         self._notifier = notifier or sdnotify.Notifier()
         rng = rng or random.Random()
+        clock = clock or SystemClock()
         self._stopping = asyncio.Event()
         schedule_changed = asyncio.Event()
         self.retry = RetryTimer(self.request, rng, clock)

@@ -13,16 +13,15 @@ from provd import log
 from provd.core.retry import RetryState
 from provd.core.triggers import RunRequest
 from provd.model import Outcome, RunReport, Trigger
-from provd.ports import Clock, SystemClock
+from provd.ports import Clock
 
 _log = log.get(__name__)
 
 
 class RetryTimer:
-    def __init__(self, request: Callable[[RunRequest], object], rng: random.Random,
-                 clock: Clock | None = None) -> None:
+    def __init__(self, request: Callable[[RunRequest], object], rng: random.Random, clock: Clock) -> None:
         self.state = RetryState()
-        self._clock = clock or SystemClock()
+        self._clock = clock
         self.retry_at: datetime | None = None  # when the pending retry fires (status)
         self._request = request
         self._rng = rng

@@ -17,7 +17,7 @@ from provd.core.control import ErrorEvent, Event, ProgressEvent, ReportEvent, Ro
 from provd.core.triggers import RunRequest, TriggerQueue
 from provd.errors import ProvdError
 from provd.model import Outcome, Progress, RunReport, Trigger
-from provd.ports import Clock, SystemClock
+from provd.ports import Clock
 from provd.run import hooks, restore
 from provd.service.retry_timer import RetryTimer
 from provd.settings.phone import PhoneSettings, now_iso
@@ -39,7 +39,7 @@ class Notifier(Protocol):
 
 class Runner:
     def __init__(self, settings: PhoneSettings, *, run: RunFunction, notifier: Notifier, retry: RetryTimer,
-                 schedule_changed: asyncio.Event, clock: Clock | None = None) -> None:
+                 schedule_changed: asyncio.Event, clock: Clock) -> None:
         self.settings = settings
         self.queue = TriggerQueue()
         self.running: RunRequest | None = None
@@ -51,7 +51,7 @@ class Runner:
         self._retry = retry
         self._schedule_changed = schedule_changed  # set after anything that may have changed the schedule
         self._wake = asyncio.Event()
-        self._clock = clock or SystemClock()  # monotonic: the check-sync spacing
+        self._clock = clock  # monotonic: the check-sync spacing
 
     def request(self, request: RunRequest) -> RunRequest:
         """Queue a request; the entry it lives in (a mergeable one joins the pending follow-up)."""

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from provd.core import schedule
 from provd.core.triggers import RunRequest
 from provd.model import Trigger
-from provd.ports import Clock, SystemClock
+from provd.ports import Clock, within
 from provd.run import device
 from provd.settings.phone import PhoneSettings
 
@@ -46,9 +46,9 @@ def local_zone() -> ZoneInfo | timezone:
 
 class Scheduler:
     def __init__(self, settings: PhoneSettings, *, request: Callable[[RunRequest], object], rng: random.Random,
-                 changed: asyncio.Event, clock: Clock | None = None) -> None:
+                 changed: asyncio.Event, clock: Clock) -> None:
         self.settings = settings
-        self._clock = clock or SystemClock()
+        self._clock = clock
         self.next_scheduled: datetime | None = None
         self._request = request
         self._rng = rng
@@ -91,12 +91,8 @@ class Scheduler:
 
     async def _changed_within(self, seconds: float) -> bool:
         """Sleep `seconds` on the clock, or less when the schedule changes; whether it changed."""
-        changed = asyncio.ensure_future(self._changed.wait())
-        slept = asyncio.ensure_future(self._clock.sleep(seconds))
         try:
-            done, _ = await asyncio.wait({changed, slept}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in (changed, slept):
-                waiter.cancel()
-            await asyncio.gather(changed, slept, return_exceptions=True)
-        return changed in done
+            await within(self._clock, seconds, self._changed.wait())
+        except TimeoutError:
+            return False
+        return True

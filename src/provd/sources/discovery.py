@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TypeVar
 
 from provd import __version__, log
 from provd.config import Config
@@ -22,11 +21,10 @@ from provd.core import dhcp, markers
 from provd.core.urls import redact
 from provd.errors import FetchError, SourceUnavailable
 from provd.model import Attempt, AttemptResult, Device, Progress, Source, Switches
-from provd.ports import Clock, HttpClient, Ports
+from provd.ports import HttpClient, Ports, within
 from provd.sources import redirect
 
 _log = log.get(__name__)
-_T = TypeVar("_T")
 
 # The fixed order (docs/design.md §1): a stage's sources run concurrently, the first URL found ends discovery.
 SEQUENCE: tuple[tuple[Source, ...], ...] = ((Source.DHCP,), (Source.REDIRECT, Source.MULTICAST), (Source.CONFIGURED,))
@@ -89,7 +87,7 @@ async def _source_redirect(ctx: Context) -> Attempt:
         return Attempt(Source.REDIRECT, SKIPPED, "provisioning/redirect is false")
     url = markers.replace_markers(ctx.config.redirect.url, ctx.device)
     try:
-        outcome = await _within(ctx.ports.clock, ctx.config.redirect.timeout_s,
+        outcome = await within(ctx.ports.clock, ctx.config.redirect.timeout_s,
                                 redirect.ask(ctx.client, url, max_bytes=ctx.config.http.max_file_bytes))
     except TimeoutError:
         return Attempt(Source.REDIRECT, FAILED, f"{redact(url)}: no answer within the timeout")
@@ -98,23 +96,6 @@ async def _source_redirect(ctx: Context) -> Attempt:
     if outcome.url is None:
         return Attempt(Source.REDIRECT, NONE, f"{redact(url)}: {outcome.detail}")
     return Attempt(Source.REDIRECT, FOUND, f"{redact(url)}: {outcome.detail}", redact(outcome.url), (outcome.url,))
-
-
-async def _within(clock: Clock, seconds: float, work: Coroutine[None, None, _T]) -> _T:
-    """`work`'s result, or TimeoutError once `seconds` have passed on `clock` (the injected one: a test's
-    virtual clock decides the timeout as it decides every other wait); `work` is then cancelled."""
-    task = asyncio.ensure_future(work)
-    timer = asyncio.ensure_future(clock.sleep(seconds))
-    try:
-        await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in (task, timer):
-            if not waiter.done():
-                waiter.cancel()
-        await asyncio.gather(task, timer, return_exceptions=True)
-    if task.cancelled() and timer.done() and not timer.cancelled():
-        raise TimeoutError
-    return task.result()
 
 
 async def _source_multicast(ctx: Context) -> Attempt:
