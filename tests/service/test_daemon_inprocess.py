@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,21 +22,10 @@ from provd.run import restore
 from provd.service import control_client
 from provd.service.daemon import Daemon
 from provd.settings.phone import PhoneSettings
-from tests.support.fakes import Call, FakeClock, FakeNotifier, FakeRun
+from tests.support.fakes import Call, FakeClock, FakeNotifier, FakeRun, FixedDraw
 
 PACKAGE = str(Path(provd.__file__).parent) + "/"  # where provd's own code runs from
 WAIT_S = 5.0  # the longest any event here may take: a hang fails fast (as FakeRun.next_call waits)
-
-
-class FixedDraw(random.Random):
-    """The daemon's random draws (retry jitter, schedule delay), all one value."""
-
-    def __init__(self, draw: float) -> None:
-        super().__init__()
-        self.draw = draw
-
-    def random(self) -> float:
-        return self.draw
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,11 @@ from provd.model import Trigger
 from provd.run import restore
 from provd.service.scheduler import Scheduler
 from provd.settings.phone import PhoneSettings
-from tests.support.fakes import WALL, FakeClock
+from tests.support.fakes import WALL, FakeClock, FixedDraw
 
 # WALL is 2027-01-15 08:00:00 UTC; the phone's zone is UTC here.
 AT = "08:05"
 AT_S = 300.0
-
-
-class FixedDraw(random.Random):
-    def random(self) -> float:
-        return 0.0
 
 
 @pytest.fixture
@@ -56,7 +50,7 @@ def test_a_scheduled_run_fires_at_its_minute(settings: PhoneSettings) -> None:
 
     async def main() -> RunRequest:
         requested: asyncio.Queue[RunRequest] = asyncio.Queue()
-        scheduler = Scheduler(settings, request=requested.put_nowait, rng=FixedDraw(), changed=asyncio.Event(),
+        scheduler = Scheduler(settings, request=requested.put_nowait, rng=FixedDraw(0.0), changed=asyncio.Event(),
                               clock=clock)
         return await _first_request(scheduler, requested)
 
@@ -71,7 +65,7 @@ def test_a_wall_clock_stepped_past_the_run_fires_it_at_the_next_wake(settings: P
 
     async def main() -> RunRequest:
         requested: asyncio.Queue[RunRequest] = asyncio.Queue()
-        scheduler = Scheduler(settings, request=requested.put_nowait, rng=FixedDraw(), changed=asyncio.Event(),
+        scheduler = Scheduler(settings, request=requested.put_nowait, rng=FixedDraw(0.0), changed=asyncio.Event(),
                               clock=clock)
         task = asyncio.create_task(_first_request(scheduler, requested))
         for _ in range(1000):  # until it has planned 08:05 and sleeps towards it

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import random
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -351,6 +352,17 @@ class FakeNotifier:
         self.sent += fields
         if "READY=1" in fields:
             self.ready.set()
+
+
+class FixedDraw(random.Random):
+    """The daemon's random draws (retry jitter, schedule delay), all one value."""
+
+    def __init__(self, draw: float) -> None:
+        super().__init__()
+        self.draw = draw
+
+    def random(self) -> float:
+        return self.draw
 
 
 if TYPE_CHECKING:  # each fake is the port it stands for (mypy --strict checks these assignments)
