@@ -188,11 +188,12 @@ def client_main(config_path: str, url: str, process: str) -> int:
     from provd import __version__
     from provd import config as provd_config
     from provd.errors import FetchError
+    from provd.ports import RunBudget
     from provd.run import device, provision
     from provd.settings.catalog import Catalog
     from provd.transport.cache import HttpCache
     from provd.transport.chain import ChainFetcher
-    from provd.transport.http import HttpClient, RunBudget
+    from provd.transport.http import HttpClient
 
     cfg = provd_config.load(config_path)
     catalog = Catalog()

@@ -18,7 +18,6 @@ from provd.errors import ConfigError
 DEFAULT_PATH = "/etc/provd/provd.yaml"
 MODELS = ("D100", "D110", "D200", "D210", "D400", "D600")
 LOG_LEVELS = ("debug", "info", "warning", "error")  # the daemon's log threshold (docs/design.md §9); -v, -q override
-DHCP_MODES = "inform, lease:PATH or off"
 
 Argv = tuple[str, ...]
 

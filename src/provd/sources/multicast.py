@@ -13,7 +13,7 @@ from typing import cast
 
 from provd.core import pnp, sip
 from provd.errors import MulticastUnavailable
-from provd.ports import PnpOutcome as PnpOutcome  # the value of the port, re-exported
+from provd.ports import PnpOutcome  # the value of the port
 
 
 class _Protocol(asyncio.DatagramProtocol):

@@ -31,12 +31,7 @@ from provd.errors import (
     FetchURLError,
     one_line,
 )
-from provd.ports import HttpOptions as HttpOptions
-
-# The values of the HTTP port live in provd.ports; re-exported for the callers that import them from here.
-from provd.ports import HttpResponse as HttpResponse
-from provd.ports import RunBudget as RunBudget
-from provd.ports import Validators as Validators
+from provd.ports import HttpOptions, HttpResponse, RunBudget, Validators  # the values of the HTTP port
 
 MAX_REDIRECTS = 5
 
