@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import stat
 import subprocess
@@ -226,25 +227,30 @@ def test_hook_failure_is_a_warning(tmp_path: Path, served: Served) -> None:
 
 
 def test_scheduled_run_fires_at_its_time(tmp_path: Path, served: Served) -> None:
-    """A real schedule: a fixed-offset TZ puts the phone's clock 3 s before a minute boundary, and
-    provisioning/execution/time names that minute."""
+    """A real schedule: a fixed-offset TZ puts the phone's clock 6 s before a minute boundary, and
+    provisioning/execution/time names that minute: the boot run, then a scheduled run that starts at the
+    boundary. Read from the reports and the log, not from polling in between, so a slow machine that
+    finishes the boot run late still passes."""
     served.write("sched.xml", keys(7, "scheduled"))
     provd = configure(tmp_path, url=served.http_url + "sched.xml")
     now = datetime.now(UTC)
-    offset = (57 - now.second) % 60 + 60  # local seconds = 57 (at least a minute east of UTC)
+    offset = (54 - now.second) % 60 + 60  # local seconds = 54 (at least a minute east of UTC)
     local = now + timedelta(seconds=offset)
-    at = (local.replace(second=0, microsecond=0) + timedelta(minutes=1)).strftime("%H:%M")
+    boundary = local.replace(second=0, microsecond=0) + timedelta(minutes=1)
     execution = tmp_path / "execution.xml"
-    execution.write_text(f"<provisioning><active>true</active><execution><time>{at}</time></execution>"
-                         "</provisioning>")
+    execution.write_text(f"<provisioning><active>true</active><execution><time>{boundary:%H:%M}</time>"
+                         "</execution></provisioning>")
     provd.run("apply", str(execution), check=0)
     tz = f"PRV-{offset // 3600:02d}:{offset % 3600 // 60:02d}:{offset % 60:02d}"
     with running_daemon(provd, tmp_path, extra_env={"TZ": tz}) as daemon:
-        boot = daemon.wait_idle_after(1)
-        assert boot["trigger"] == "boot"
-        assert daemon.status()["next_run"].startswith(datetime.now(UTC).date().isoformat()[:4])
-        scheduled = daemon.wait_idle_after(2, timeout=20)
+        scheduled = daemon.wait_idle_after(2, timeout=25)
         assert (scheduled["trigger"], scheduled["outcome"]) == ("schedule", "unchanged")
+        started = datetime.fromisoformat(scheduled["started"])
+        assert started >= boundary - timedelta(seconds=offset) - timedelta(milliseconds=50)
+        log = (tmp_path / "daemon.log").read_text()
+        assert re.search(r"run #\d+ started: trigger boot", log)
+        assert log.index("trigger boot") < log.index("trigger schedule")
+        assert datetime.fromisoformat(daemon.status()["next_run"]) > started
 
 
 @pytest.mark.parametrize(("path", "at_least", "at_most"), [
