@@ -15,6 +15,8 @@ from tests.support.peers.netbench import (  # noqa: F401
     check_sync,
     dhcp_server,
     netns,
+    netns6,
+    netns_dual,
     ntp_server,
     pnp_responder,
     prov_http,

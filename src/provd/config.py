@@ -48,6 +48,15 @@ class DhcpConfig(NamedTuple):
     vendor_class: str = "auerswald-<type>"
 
 
+class Dhcp6Config(NamedTuple):
+    mode: str = "off"  # off | inform (docs/design.md §11)
+    timeout_s: float = 3.0  # the first retransmission timeout (RFC 8415 IRT); doubled per try, 3 tries
+    enterprise: int = 0  # option 17's enterprise number to read (0: any) and option 16's to send
+
+
+DHCP6_MODES = ("off", "inform")
+
+
 class RedirectConfig(NamedTuple):
     url: str = "https://connect.redirect.auerswald.de/?mac={mac}&serial={serial}&type={type}"
     timeout_s: float = 5.0
@@ -55,6 +64,7 @@ class RedirectConfig(NamedTuple):
 
 class MulticastConfig(NamedTuple):
     group: str = "224.0.1.75"
+    group6: str = "ff02::14b"  # see docs/protocols.md: the link-scope form of IANA's SIP group
     port: int = 5060
     local_port: int = 5060
     timeout_s: float = 5.0
@@ -101,6 +111,7 @@ class Config(NamedTuple):
     paths: PathsConfig = PathsConfig()
     ntp: NtpConfig = NtpConfig()
     dhcp: DhcpConfig = DhcpConfig()
+    dhcp6: Dhcp6Config = Dhcp6Config()
     redirect: RedirectConfig = RedirectConfig()
     multicast: MulticastConfig = MulticastConfig()
     sip: SipConfig = SipConfig()
@@ -169,6 +180,9 @@ def parse(text: str, *, source: str) -> Config:
         config = config._replace(http=config.http._replace(concurrency=1))
     if config.device.type not in MODELS:
         raise ConfigError(f"device.type must be one of {', '.join(MODELS)}, not {config.device.type!r}",
+                          path=source)
+    if config.dhcp6.mode not in DHCP6_MODES:
+        raise ConfigError(f"dhcp6.mode must be one of {', '.join(DHCP6_MODES)}, not {config.dhcp6.mode!r}",
                           path=source)
     if config.log.level not in LOG_LEVELS:
         raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}, not {config.log.level!r}",

@@ -59,6 +59,13 @@ class Source(Enum):
     EXPLICIT = "explicit"
 
 
+class Family(Enum):
+    """The IP family a source answered on (docs/design.md §11: the report says which)."""
+
+    IPV4 = "ipv4"
+    IPV6 = "ipv6"
+
+
 class AttemptResult(Enum):
     FOUND = "found"
     NONE = "none"
@@ -96,17 +103,21 @@ class Attempt(NamedTuple):
     url: str | None = None
     candidates: tuple[str, ...] = ()
     error: Exception | None = None
+    family: Family | None = None  # which IP family answered, where a source asks on both (DHCP, multicast)
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"source": self.source.value, "result": self.result.value, "detail": self.detail}
         if self.url:
             out["url"] = self.url
+        if self.family is not None:
+            out["family"] = self.family.value  # docs/design.md §8: fields may be added
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> Attempt:
+        family = data.get("family")
         return cls(Source(data["source"]), AttemptResult(data["result"]), str(data.get("detail", "")),
-                   _opt_str(data.get("url")))
+                   _opt_str(data.get("url")), family=Family(family) if family in ("ipv4", "ipv6") else None)
 
 
 class FileRecord(NamedTuple):

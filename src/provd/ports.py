@@ -15,6 +15,8 @@ from typing import Protocol, Self, TypeVar
 
 from provd.core.clock import NtpSample
 from provd.core.dhcp import DhcpAnswer
+from provd.core.dhcp6 import Dhcp6Answer
+from provd.core.netaddr import Ipv6Address
 from provd.errors import FetchTooLarge
 
 _T = TypeVar("_T")
@@ -110,6 +112,10 @@ class Interfaces(Protocol):
 
     def ipv4_address(self, interface: str) -> str | None: ...
 
+    def ipv6_addresses(self, interface: str) -> tuple[Ipv6Address, ...]: ...
+
+    def index(self, interface: str) -> int: ...
+
 
 class DhcpAsker(Protocol):
     """A DHCPINFORM, or a dhclient lease file (provd.sources.dhcp_inform). Each returns (the answer or None,
@@ -119,6 +125,14 @@ class DhcpAsker(Protocol):
                      ) -> tuple[DhcpAnswer | None, str]: ...
 
     def read_lease(self, path: str) -> tuple[DhcpAnswer | None, str]: ...
+
+
+class Dhcp6Asker(Protocol):
+    """A DHCPv6 Information-Request from the link-local address (provd.sources.dhcp6). Returns (the Reply's
+    answer or None when no server answered, a detail line); raises DhcpUnavailable when it cannot be sent."""
+
+    async def inform(self, *, interface: str, index: int, link_local: str, mac: str, vendor_class: str,
+                     enterprise: int, first_wait: float) -> tuple[Dhcp6Answer | None, str]: ...
 
 
 class NtpQuerier(Protocol):
@@ -174,6 +188,7 @@ class Ports:
     clock: Clock
     interfaces: Interfaces
     dhcp: DhcpAsker
+    dhcp6: Dhcp6Asker
     ntp: NtpQuerier
     multicast: MulticastLookup
     http: HttpClientFactory

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from provd.core.clock import NtpSample
 from provd.core.dhcp import DhcpAnswer
+from provd.core.dhcp6 import Dhcp6Answer
+from provd.core.netaddr import Ipv6Address
 from provd.core.urls import check_url, redact
 from provd.errors import (
     DhcpUnavailable,
@@ -85,11 +87,13 @@ class FakeClock:
 
 
 class FakeInterfaces:
-    """The interface has `address`; it is up once `clock` reaches `up_at` (never, with up_at=None)."""
+    """The interface has `address` (IPv4; None: IPv6 only) and the IPv6 addresses `ipv6`; it is up once `clock`
+    reaches `up_at` (never, with up_at=None)."""
 
-    def __init__(self, address: str = "10.0.0.50", *, clock: FakeClock | None = None,
-                 up_at: float | None = 0.0) -> None:
+    def __init__(self, address: str | None = "10.0.0.50", *, clock: FakeClock | None = None,
+                 up_at: float | None = 0.0, ipv6: tuple[str, ...] = ()) -> None:
         self.address = address
+        self.ipv6 = tuple(Ipv6Address(a, 64, a.startswith("fe80:")) for a in ipv6)
         self.clock = clock
         self.up_at = up_at
         self.checks = 0
@@ -102,6 +106,36 @@ class FakeInterfaces:
 
     def ipv4_address(self, interface: str) -> str | None:
         return self.address if self.is_up(interface) else None
+
+    def ipv6_addresses(self, interface: str) -> tuple[Ipv6Address, ...]:
+        return self.ipv6 if self.is_up(interface) else ()
+
+    def index(self, interface: str) -> int:
+        return 2
+
+
+class FakeDhcp6:
+    """Answers every Information-Request with `answer` after `delay` s on `clock`, or raises `error`."""
+
+    def __init__(self, answer: Dhcp6Answer | None = None, *, detail: str | None = None,
+                 error: DhcpUnavailable | None = None, delay: float = 0.0, clock: FakeClock | None = None) -> None:
+        self.answer = answer
+        self.detail = detail or ("Reply from fe80::1 after 1 tries" if answer else "no Reply after 3 tries")
+        self.error = error
+        self.delay = delay
+        self.clock = clock
+        self.informs: list[dict[str, object]] = []
+
+    async def inform(self, *, interface: str, index: int, link_local: str, mac: str, vendor_class: str,
+                     enterprise: int, first_wait: float) -> tuple[Dhcp6Answer | None, str]:
+        self.informs.append({"interface": interface, "index": index, "link_local": link_local, "mac": mac,
+                             "vendor_class": vendor_class, "enterprise": enterprise, "first_wait": first_wait})
+        if self.delay and self.clock is not None:
+            await self.clock.sleep(self.delay)
+        await asyncio.sleep(0)
+        if self.error is not None:
+            raise self.error
+        return self.answer, self.detail
 
 
 class FakeDhcp:
@@ -285,6 +319,7 @@ class World:
     clock: FakeClock = field(default_factory=FakeClock)
     interfaces: FakeInterfaces = field(default_factory=FakeInterfaces)
     dhcp: FakeDhcp = field(default_factory=FakeDhcp)
+    dhcp6: FakeDhcp6 = field(default_factory=FakeDhcp6)
     ntp: FakeNtp = field(default_factory=FakeNtp)
     multicast: FakeMulticast = field(default_factory=FakeMulticast)
     web: FakeWeb = field(default_factory=FakeWeb)
@@ -292,10 +327,11 @@ class World:
     def __post_init__(self) -> None:  # the fakes that wait on the clock wait on this one
         self.interfaces.clock = self.interfaces.clock or self.clock
         self.multicast.clock = self.multicast.clock or self.clock
+        self.dhcp6.clock = self.dhcp6.clock or self.clock
         self.web.clock = self.web.clock or self.clock
 
     def ports(self) -> Ports:
-        return Ports(clock=self.clock, interfaces=self.interfaces, dhcp=self.dhcp, ntp=self.ntp,
+        return Ports(clock=self.clock, interfaces=self.interfaces, dhcp=self.dhcp, dhcp6=self.dhcp6, ntp=self.ntp,
                      multicast=self.multicast, http=self.web.client)
 
 
@@ -374,6 +410,7 @@ if TYPE_CHECKING:  # each fake is the port it stands for (mypy --strict checks t
     _notifier: Notifier = FakeNotifier()
     _interfaces: ports.Interfaces = FakeInterfaces()
     _dhcp: ports.DhcpAsker = FakeDhcp()
+    _dhcp6: ports.Dhcp6Asker = FakeDhcp6()
     _ntp: ports.NtpQuerier = FakeNtp()
     _multicast: ports.MulticastLookup = FakeMulticast()
     _http: ports.HttpClient = FakeHttpClient(FakeWeb(), HttpOptions(1.0, 1, 1, "t"))

@@ -10,8 +10,8 @@ from provd.ports import Ports, SystemClock
 
 def real_ports() -> Ports:
     """The interfaces, DHCP, NTP, multicast and HTTP adapters, and the system clock."""
-    from provd.sources import dhcp_inform, multicast, netif, ntp
+    from provd.sources import dhcp6, dhcp_inform, multicast, netif, ntp
     from provd.transport.http import HttpClient
 
-    return Ports(clock=SystemClock(), interfaces=netif, dhcp=dhcp_inform, ntp=ntp, multicast=multicast,
-                 http=HttpClient)
+    return Ports(clock=SystemClock(), interfaces=netif, dhcp=dhcp_inform, dhcp6=dhcp6, ntp=ntp,
+                 multicast=multicast, http=HttpClient)

@@ -55,7 +55,10 @@ class Context:
     client: HttpClient
     progress: Progress
     ports: Ports  # the outside world: provd.run.wiring.real_ports(), or fakes in tests
-    address: str = ""
+    address: str = ""  # IPv4; empty on an IPv6-only link
+    address6: str = ""  # a global IPv6 address; empty without one (or with dhcp6.mode off)
+    link_local: str = ""  # the interface's fe80:: address: DHCPv6's source
+    index: int = 0  # the interface index: the scope of link-local addresses, the multicast interface
     dhcp_answer: dhcp.DhcpAnswer | None = None
     dhcp_detail: str = ""
     dhcp_error: SourceUnavailable | None = None

@@ -5,6 +5,10 @@ by PID at teardown, even when the test failed) and a wire recorder per request. 
 interfaces, routes, /etc/resolv.conf or any namespace it did not create; all addresses exist only inside.
 
     server ns: veth-srv 10.123.0.1/24 (+ 224.0.1.75 autojoin)  ──  client ns: veth-cli 10.123.0.50/24, no default route
+
+With `ipv6` (Ipv6.DUAL or Ipv6.ONLY) both sides also get 2001:db8:7b::1/64 and ::50/64 and their link-local
+addresses, duplicate address detection off (usable at once, as after DAD on a real LAN); Ipv6.ONLY leaves the
+client without IPv4 (the server keeps its IPv4 address: a DHCPv4 server there hears nothing).
 """
 
 from __future__ import annotations
@@ -42,12 +46,21 @@ SERVER_IF = "veth-srv"
 CLIENT_IF = "veth-cli"
 CLIENT_MAC = "00:09:52:00:00:0e"  # Auerswald OUI; <MACADR> expands to 00095200000E
 PNP_GROUP = "224.0.1.75"  # sip.mcast.net
+SERVER_IP6 = "2001:db8:7b::1"  # RFC 3849 documentation prefix
+CLIENT_IP6 = "2001:db8:7b::50"
+PREFIX6 = 64
 NETTOOLS = Path(__file__).with_name("nettools.py")
 
 # provd-<pid of the pytest process>-<random>-<n>-srv|cli: unique per session and test, and the owner is known.
 _SESSION = f"{os.getpid()}-{secrets.token_hex(2)}"
 _COUNTER = itertools.count(1)
 _NAME = re.compile(r"^provd-(\d+)-[0-9a-f]{4}-\d+-(srv|cli)$")
+
+
+class Ipv6(Enum):
+    OFF = "off"
+    DUAL = "dual"
+    ONLY = "only"
 
 
 class Side(Enum):
@@ -246,12 +259,30 @@ class NetnsPair:
     client_mac: str  # "00:09:52:00:00:0e"
     workdir: Path
     _stack: contextlib.ExitStack = field(repr=False, compare=False)
+    ipv6: Ipv6 = Ipv6.OFF
     _ports: Iterator[int] = field(repr=False, compare=False, default_factory=lambda: itertools.count(0))
 
     @property
     def client_mac_marker(self) -> str:
         """The MAC as <MACADR>/{mac} expand it: upper case, no separators."""
         return self.client_mac.replace(":", "").upper()
+
+    @property
+    def server_ip6(self) -> str:
+        return SERVER_IP6
+
+    @property
+    def client_ip6(self) -> str:
+        return CLIENT_IP6
+
+    def link_local(self, side: Side) -> str:
+        """The fe80:: address the kernel gave one side's veth."""
+        iface = self.server_if if side is Side.SERVER else self.client_if
+        out = self.run(side, [IP, "-6", "-o", "addr", "show", "dev", iface, "scope", "link"], check=True).stdout
+        match = re.search(r"inet6 (fe80::[0-9a-f:]+)/", out)
+        if match is None:
+            raise PeerStartError(f"no link-local address on {iface}: {out.strip()}")
+        return match.group(1)
 
     def ns(self, side: Side) -> str:
         return self.server_ns if side is Side.SERVER else self.client_ns
@@ -377,9 +408,9 @@ _swept = False
 
 
 @contextlib.contextmanager
-def running_netns(workdir: Path) -> Iterator[NetnsPair]:
-    """Create the pair (≈15 ms), yield it, then stop every process started through it and delete both
-    namespaces (the veth goes with them), whatever happened."""
+def running_netns(workdir: Path, ipv6: Ipv6 = Ipv6.OFF) -> Iterator[NetnsPair]:
+    """Create the pair (≈15 ms; ≈25 ms with IPv6), yield it, then stop every process started through it and
+    delete both namespaces (the veth goes with them), whatever happened."""
     global _swept
     if not _swept:
         _swept = True
@@ -389,19 +420,27 @@ def running_netns(workdir: Path) -> Iterator[NetnsPair]:
     with contextlib.ExitStack() as stack:
         stack.callback(_delete_netns, server_ns, client_ns)
         # Created directly inside the namespaces: nothing, not even for a moment, appears among the host's links.
-        _ip_batch(f"netns add {server_ns}\nnetns add {client_ns}\n"
-                  f"link add {SERVER_IF} netns {server_ns} type veth peer name {CLIENT_IF} netns {client_ns}\n")
+        _ip_batch(f"netns add {server_ns}\nnetns add {client_ns}\n")
+        if ipv6 is not Ipv6.OFF:  # before the veth exists, so its addresses (link-local too) skip DAD
+            for ns in (server_ns, client_ns):
+                subprocess.run([IP, "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
+                                "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.default.accept_ra=0"],
+                               check=True, capture_output=True)
+        _ip_batch(f"link add {SERVER_IF} netns {server_ns} type veth peer name {CLIENT_IF} netns {client_ns}\n")
         # autojoin: the server kernel joins 224.0.1.75 on the veth, so a multicast SUBSCRIBE is delivered to a
         # socket bound to 0.0.0.0:5060 (sipp without -i) instead of being dropped.
         _ip_batch(f"link set lo up\nlink set {SERVER_IF} up\naddr add {SERVER_IP}/{PREFIX} dev {SERVER_IF}\n"
                   f"addr add {PNP_GROUP}/32 dev {SERVER_IF} autojoin\n", server_ns)
         # No default route on purpose: provd must pick the interface with IP_MULTICAST_IF / SO_BINDTODEVICE.
         _ip_batch(f"link set lo up\nlink set {CLIENT_IF} address {CLIENT_MAC}\nlink set {CLIENT_IF} up\n"
-                  f"addr add {CLIENT_IP}/{PREFIX} dev {CLIENT_IF}\n", client_ns)
+                  + (f"addr add {CLIENT_IP}/{PREFIX} dev {CLIENT_IF}\n" if ipv6 is not Ipv6.ONLY else ""), client_ns)
+        if ipv6 is not Ipv6.OFF:
+            _ip_batch(f"addr add {SERVER_IP6}/{PREFIX6} dev {SERVER_IF} nodad\n", server_ns)
+            _ip_batch(f"addr add {CLIENT_IP6}/{PREFIX6} dev {CLIENT_IF} nodad\n", client_ns)
         processes = stack.enter_context(contextlib.ExitStack())  # closed first: processes before namespaces
         yield NetnsPair(server_ns=server_ns, client_ns=client_ns, server_ip=SERVER_IP, client_ip=CLIENT_IP,
                         prefix=PREFIX, server_if=SERVER_IF, client_if=CLIENT_IF, client_mac=CLIENT_MAC,
-                        workdir=workdir, _stack=processes)
+                        workdir=workdir, ipv6=ipv6, _stack=processes)
 
 
 def _delete_netns(*names: str) -> None:
@@ -420,4 +459,22 @@ def netns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsPair]:
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root")
     with running_netns(tmp_path_factory.mktemp("netns")) as pair:
+        yield pair
+
+
+@pytest.fixture
+def netns6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsPair]:
+    """A pair whose client has IPv6 only (Ipv6.ONLY); requires root."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    with running_netns(tmp_path_factory.mktemp("netns"), Ipv6.ONLY) as pair:
+        yield pair
+
+
+@pytest.fixture
+def netns_dual(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsPair]:
+    """A dual-stack pair (Ipv6.DUAL); requires root."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    with running_netns(tmp_path_factory.mktemp("netns"), Ipv6.DUAL) as pair:
         yield pair
