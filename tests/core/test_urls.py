@@ -23,6 +23,7 @@ PHONE = Device(type="D400", serial="0123456789", mac="00095200000E", firmware="2
     pytest.param("http://h/<HWTYP>.bak", "http://h/D400.bak", id="vendor-option-43-example"),
     pytest.param("http://h/<macadr>", "http://h/00095200000E", id="case-insensitive"),
     pytest.param("http://h/<MAC>/{other}", "http://h/<MAC>/{other}", id="unknown-left-alone"),
+    pytest.param("auerswald-<type>", "auerswald-D400", id="default-vendor-class"),
 ])
 def test_markers(url: str, expected: str) -> None:
     assert replace_markers(url, PHONE) == expected

@@ -70,6 +70,7 @@ def test_applied_from_dhcp_66_67(settings: PhoneSettings) -> None:
     assert [r.url for r in world.web.requests] == [f"https://prov.test/{MAC}.xml", f"http://prov.test/{MAC}.xml"]
     assert world.multicast.lookups == []
     assert world.dhcp.informs[0]["address"] == "10.0.0.50"
+    assert world.dhcp.informs[0]["vendor_class"] == "auerswald-D400"  # option 60: the default's <type> expanded
     assert report["generation"] == settings.store.current_generation()
     assert 'label="from-dhcp"' in keys_xml(settings)
     assert world.clock.slept == []  # the interface was up and the time valid at once

@@ -139,10 +139,13 @@ class FakeDhcp6:
 
 
 class FakeDhcp:
-    """Answers every DHCPINFORM (and a lease file read) with `answer`, or raises `error`."""
+    """Answers every DHCPINFORM (and a lease file read) with `answer`, after `delay` s on `clock`, or raises
+    `error`."""
 
     def __init__(self, answer: DhcpAnswer | None = None, *, detail: str | None = None,
-                 error: DhcpUnavailable | None = None) -> None:
+                 error: DhcpUnavailable | None = None, delay: float = 0.0, clock: FakeClock | None = None) -> None:
+        self.delay = delay
+        self.clock = clock
         self.answer = answer
         self.detail = detail or ("DHCPACK from 10.0.0.1 after 1 tries" if answer else "no DHCPACK after 3 tries")
         self.error = error
@@ -153,6 +156,8 @@ class FakeDhcp:
                      ) -> tuple[DhcpAnswer | None, str]:
         self.informs.append({"interface": interface, "address": address, "mac": mac, "vendor_class": vendor_class,
                              "first_wait": first_wait})
+        if self.delay and self.clock is not None:
+            await self.clock.sleep(self.delay)
         await asyncio.sleep(0)
         if self.error is not None:
             raise self.error
@@ -328,6 +333,7 @@ class World:
         self.interfaces.clock = self.interfaces.clock or self.clock
         self.multicast.clock = self.multicast.clock or self.clock
         self.dhcp6.clock = self.dhcp6.clock or self.clock
+        self.dhcp.clock = self.dhcp.clock or self.clock
         self.web.clock = self.web.clock or self.clock
 
     def ports(self) -> Ports:

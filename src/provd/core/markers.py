@@ -3,7 +3,9 @@
 
 Markers are replaced before a URL is resolved against its base. Values are percent-encoded, so a serial
 with a space or a slash cannot change the URL's structure. The vendor writes markers in angle brackets,
-which tools that build URLs tend to percent-encode (`%3CMACADR%3E`); both spellings are recognised.
+which tools that build URLs tend to percent-encode (`%3CMACADR%3E`); both spellings are recognised. `<type>`
+is read as `<HWTYP>`: docs/design.md §3 writes the default `dhcp.vendor_class` as "auerswald-<type>", and a
+phone that sent that literally would miss every server class keyed on the model.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ _MARKERS = {
     "MACADR": "mac",
 }
 _PATTERN = re.compile(
-    r"<(SERIAL|HWTYP|MACADR)>|%3C(SERIAL|HWTYP|MACADR)%3E|\{(serial|type|mac)\}", re.IGNORECASE)
+    r"<(SERIAL|HWTYP|MACADR|TYPE)>|%3C(SERIAL|HWTYP|MACADR)%3E|\{(serial|type|mac)\}", re.IGNORECASE)
 
 
 def normalise_mac(mac: str) -> str:

@@ -1,26 +1,28 @@
 """Discovery (docs/design.md §1 step 2, §6): find the provisioning URL in a fixed sequence, reporting every
 source tried, once the preconditions (sources/preconditions.py) hold and have filled in the Context:
 
-    SEQUENCE: DHCP (the answer the preconditions' DHCPINFORM got); then Redirect Service ‖ SIP multicast
-    (first URL wins, the other is cancelled); then the configured provisioning/url.
+    SEQUENCE: DHCP (the answers the preconditions' DHCPINFORM and DHCPv6 Information-Request got); then
+    Redirect Service ‖ SIP multicast (first URL wins, the other is cancelled); then the configured
+    provisioning/url.
 
 Each source obeys its switch in the `provisioning` section. The sequence is data; each source is one
-function returning an `Attempt` (model.py); a source that cannot be asked at all raises a SourceUnavailable,
-which becomes its `failed` attempt (the error kept on the attempt, its message in the report).
+function returning an `Attempt` (model.py), or one per IP family (DHCP); a source that cannot be asked at
+all raises a SourceUnavailable, which becomes its `failed` attempt (the error kept on the attempt, its
+message in the report).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from provd import __version__, log
 from provd.config import Config
-from provd.core import dhcp, markers
+from provd.core import dhcp, dhcp6, markers
 from provd.core.urls import redact
 from provd.errors import FetchError, SourceUnavailable
-from provd.model import Attempt, AttemptResult, Device, Progress, Source, Switches
+from provd.model import Attempt, AttemptResult, Device, Family, Progress, Source, Switches
 from provd.ports import HttpClient, Ports, within
 from provd.sources import redirect
 
@@ -45,6 +47,29 @@ class Discovery:
         return self.candidates[0] if self.candidates else None
 
 
+@dataclass(frozen=True)
+class DhcpResult:
+    """What one family's DHCP exchange gave: the answer (None: no server answered, or not asked), a detail
+    line for the report, the error when it could not be asked, `skipped` when it was not tried at all."""
+
+    family: Family
+    answer: dhcp.DhcpAnswer | dhcp6.Dhcp6Answer | None
+    detail: str
+    error: SourceUnavailable | None = None
+    skipped: bool = False
+
+
+def dhcp_candidates(result: DhcpResult, *, enterprise: int) -> dhcp.DhcpUrl:
+    """The URL candidates in one family's answer (markers not yet replaced), with the notes on how they were
+    read: the decoder's (malformed options ignored) first. `enterprise`: dhcp6.enterprise."""
+    if isinstance(result.answer, dhcp.DhcpAnswer):
+        return dhcp.url_from_answer(result.answer)
+    if isinstance(result.answer, dhcp6.Dhcp6Answer):
+        found = dhcp6.url_from_answer(result.answer, enterprise=enterprise)
+        return dhcp.DhcpUrl(found.candidates, (*result.answer.notes, *found.notes))
+    return dhcp.DhcpUrl(())
+
+
 @dataclass
 class Context:
     """What the sources need for one run. The preconditions fill in the address and the DHCP answer."""
@@ -59,30 +84,39 @@ class Context:
     address6: str = ""  # a global IPv6 address; empty without one (or with dhcp6.mode off)
     link_local: str = ""  # the interface's fe80:: address: DHCPv6's source
     index: int = 0  # the interface index: the scope of link-local addresses, the multicast interface
-    dhcp_answer: dhcp.DhcpAnswer | None = None
-    dhcp_detail: str = ""
-    dhcp_error: SourceUnavailable | None = None
+    dhcp: list[DhcpResult] = field(default_factory=list)  # per family, in the order they answered
 
 
 # --- the sources ------------------------------------------------------------------------------------------
 
-async def _source_dhcp(ctx: Context) -> Attempt:
-    def attempt(result: AttemptResult, detail: str, candidates: tuple[str, ...] = ()) -> Attempt:
-        return Attempt(Source.DHCP, result, detail, redact(candidates[0]) if candidates else None, candidates,
-                       error=ctx.dhcp_error if result is FAILED else None)
-
+async def _source_dhcp(ctx: Context) -> tuple[Attempt, ...]:
+    """One attempt per family the DHCP step asked (or skipped), in the order they answered."""
     if not ctx.switches.dhcp:
-        return attempt(SKIPPED, "provisioning/dhcp is false")
-    if ctx.dhcp_error is not None:
-        return attempt(FAILED, ctx.dhcp_detail)
-    if ctx.dhcp_answer is None:
-        return attempt(NONE, ctx.dhcp_detail or "no answer")
-    found = dhcp.url_from_answer(ctx.dhcp_answer)
+        return (Attempt(Source.DHCP, SKIPPED, "provisioning/dhcp is false"),)
+    results = ctx.dhcp or [DhcpResult(Family.IPV4, None, "no answer")]
+    return tuple(_dhcp_attempt(ctx, r) for r in results)
+
+
+_NOTHING_USABLE = {Family.IPV4: "no usable option 43/66/67 or BOOTP sname/file",
+                   Family.IPV6: "no usable option 17 (0x42/0x43) or 59"}
+
+
+def _dhcp_attempt(ctx: Context, result: DhcpResult) -> Attempt:
+    def attempt(outcome: AttemptResult, detail: str, candidates: tuple[str, ...] = ()) -> Attempt:
+        return Attempt(Source.DHCP, outcome, detail, redact(candidates[0]) if candidates else None, candidates,
+                       error=result.error if outcome is FAILED else None, family=result.family)
+
+    if result.skipped:
+        return attempt(SKIPPED, result.detail)
+    if result.error is not None:
+        return attempt(FAILED, result.detail)
+    if result.answer is None:
+        return attempt(NONE, result.detail or "no answer")
+    found = dhcp_candidates(result, enterprise=ctx.config.dhcp6.enterprise)
     if not found.candidates:
-        return attempt(NONE, "; ".join([ctx.dhcp_detail, *found.notes,
-                                        "no usable option 43/66/67 or BOOTP sname/file"]))
+        return attempt(NONE, "; ".join([result.detail, *found.notes, _NOTHING_USABLE[result.family]]))
     candidates = tuple(markers.replace_markers(c, ctx.device) for c in found.candidates)
-    return attempt(FOUND, "; ".join([ctx.dhcp_detail, *found.notes]), candidates)
+    return attempt(FOUND, "; ".join([result.detail, *found.notes]), candidates)
 
 
 async def _source_redirect(ctx: Context) -> Attempt:
@@ -129,7 +163,7 @@ async def _source_configured(ctx: Context) -> Attempt:
 
 
 # One function per source found by discovery (Source.EXPLICIT has none: its URL is given, not found).
-SourceProbe = Callable[[Context], Coroutine[None, None, Attempt]]
+SourceProbe = Callable[[Context], Coroutine[None, None, Attempt | tuple[Attempt, ...]]]
 
 SOURCES: dict[Source, SourceProbe] = {
     Source.DHCP: _source_dhcp, Source.REDIRECT: _source_redirect, Source.MULTICAST: _source_multicast,
@@ -167,20 +201,22 @@ def _log_attempt(attempt: Attempt) -> None:
 
 async def _run_stage(ctx: Context, stage: tuple[Source, ...], sources: dict[Source, SourceProbe]) -> list[Attempt]:
     """Run a stage's sources concurrently; once one finds a URL the others are cancelled."""
-    tasks: dict[asyncio.Task[Attempt], Source] = {asyncio.create_task(sources[name](ctx)): name for name in stage}
-    done: dict[Source, Attempt] = {}
+    tasks = {asyncio.create_task(sources[name](ctx)): name for name in stage}
+    done: dict[Source, tuple[Attempt, ...]] = {}
     try:
         pending = set(tasks)
         while pending:
             finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
-                done[tasks[task]] = task.result()
-            if any(a.result is FOUND for a in done.values()):
+                result = task.result()
+                done[tasks[task]] = (result,) if isinstance(result, Attempt) else result
+            if any(a.result is FOUND for attempts in done.values() for a in attempts):
                 break
     finally:
         for task in tasks:
             if not task.done():
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    winner = next((a.source.value for a in done.values() if a.result is FOUND), None)
-    return [done.get(name) or Attempt(name, SKIPPED, f"cancelled: {winner} answered first") for name in stage]
+    winner = next((a.source.value for attempts in done.values() for a in attempts if a.result is FOUND), None)
+    cancelled = (Attempt(name, SKIPPED, f"cancelled: {winner} answered first") for name in stage)
+    return [a for name, skip in zip(stage, cancelled, strict=True) for a in done.get(name, (skip,))]
