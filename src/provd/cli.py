@@ -441,7 +441,8 @@ def _cmd_discover(settings: PhoneSettings, args: argparse.Namespace, out: _Out) 
                           "attempts": [a.to_json() for a in result.attempts]}, indent=2))
     else:
         for attempt in result.attempts:
-            out.info(f"  {attempt.source.value:<10} {attempt.result.value:<8} {attempt.detail}")
+            name = attempt.source.value + (f"/{attempt.family.value}" if attempt.family else "")
+            out.info(f"  {name:<15} {attempt.result.value:<8} {attempt.detail}")
         source = result.source.value if result.source else None
         out.info(f"url: {result.url} (from {source})" if result.url else "no provisioning URL found")
     return 0 if result.url else 1
