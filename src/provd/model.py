@@ -244,6 +244,12 @@ class RunReport:
 
     __hash__ = None  # type: ignore[assignment]  # mutable: not a dict key
 
+    @property
+    def family(self) -> Family | None:
+        """The IP family the winning source answered on (docs/design.md §11), when it says."""
+        return next((a.family for a in self.attempts if a.source is self.source and a.result is AttemptResult.FOUND),
+                    None)
+
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
             "run": self.run, "trigger": self.trigger.value if self.trigger else None, "dry_run": self.dry_run,
@@ -253,6 +259,9 @@ class RunReport:
             "sections_changed": self.sections_changed, "generation": self.generation,
             "changes": [c.to_json() for c in self.changes], "warnings": self.warnings, "errors": self.errors,
         }
+        family = self.family
+        if family is not None:
+            out["family"] = family.value
         if self.dry_run:
             out["diff"] = [d.to_json() for d in self.diff]
         if self.outcome is Outcome.FAILED:

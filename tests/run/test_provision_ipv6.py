@@ -66,7 +66,7 @@ def test_ipv6_only_link_provisions_from_dhcpv6_without_trying_dhcpv4(settings: P
                   web=FakeWeb({f"http://[2001:db8::1]/{MAC}.xml": keys("v6")}))
     report = run(settings, world)
     assert report["outcome"] == "applied", report
-    assert (report["source"], report["url"]) == ("dhcp", f"http://[2001:db8::1]/{MAC}.xml")
+    assert (report["source"], report["family"], report["url"]) == ("dhcp", "ipv6", f"http://[2001:db8::1]/{MAC}.xml")
     assert dhcp_attempts(report) == [("ipv4", "skipped"), ("ipv6", "found")]
     assert "no IPv4 address" in report["attempts"][0]["detail"]
     assert world.dhcp.informs == []  # DHCPv4 not tried at all
@@ -112,7 +112,7 @@ def test_dual_stack_dhcpv4_first_with_a_url_wins(settings: PhoneSettings) -> Non
                   dhcp6=FakeDhcp6(boot_file("http://[2001:db8::1]/b.xml"), delay=5.0),
                   web=FakeWeb({"http://v4.test/a.xml": keys("v4")}))
     report = run(settings, world)
-    assert (report["outcome"], report["url"]) == ("applied", "http://v4.test/a.xml")
+    assert (report["outcome"], report["family"], report["url"]) == ("applied", "ipv4", "http://v4.test/a.xml")
     assert dhcp_attempts(report) == [("ipv4", "found"), ("ipv6", "skipped")]
     assert report["attempts"][1]["detail"] == "cancelled: DHCPv4 answered first with a URL"
 
