@@ -100,7 +100,10 @@ def test_sigterm_during_stalled_download_leaves_store_unchanged(tmp_path: Path, 
 
 def test_triggers_during_a_run_coalesce_into_one_follow_up(tmp_path: Path, served: Served,
                                                             http_peers: HttpPeers) -> None:
-    slow = served.fault_url + "coalesce/slow?ms=1500"
+    """Ten triggers while a run is in progress become one follow-up run. The first run takes 4 s, so that nine
+    `provd start` processes starting at once on a loaded 2-core machine all reach the daemon before it ends
+    (at 1.5 s one of them sometimes came late and started a third run)."""
+    slow = served.fault_url + "coalesce/slow?ms=4000"
     provd = configure(tmp_path, url=slow)
     with running_daemon(provd, tmp_path) as daemon:
         argv = [sys.executable, "-m", "provd", "--config", str(provd.config), "start"]
