@@ -157,6 +157,7 @@ def test_allowlist_forms(sender: str, entry: str, expected: bool) -> None:
     pytest.param("::1/-1", id="negative-prefix"),
     pytest.param("10", id="bare-number"),
     pytest.param("%eth0", id="zone-only"),
+    pytest.param("fe80::1%", id="empty-zone"),
 ])
 def test_malformed_entry_is_ignored_and_named_never_matches(entry: str) -> None:
     parsed = parse_allowlist((entry, "2001:db8::1"))

@@ -107,7 +107,9 @@ def _network(text: str) -> Network | None:
         text = inside + rest
     address, slash, prefix = text.partition("/")
     if ":" in address:
-        address = address.partition("%")[0]  # the zone, see parse_allowlist
+        address, percent, zone = address.partition("%")  # the zone, see parse_allowlist
+        if percent and not zone:
+            return None
     try:
         network = ipaddress.ip_network(address + slash + prefix, strict=False)
     except ValueError:
