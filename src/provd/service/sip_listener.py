@@ -128,10 +128,24 @@ class _SipProtocol(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        source = (_host(addr), int(addr[1]))
         try:
-            decision = self._door.check_sync(data, (str(addr[0]), int(addr[1])))
+            decision = self._door.check_sync(data, source)
         except Exception:  # noqa: BLE001 - one bad datagram must not deafen the listener
-            _log.exception("unexpected error handling a datagram from %s", sender_label(str(addr[0]), int(addr[1])))
+            _log.exception("unexpected error handling a datagram from %s", sender_label(*source))
             return
         if decision.response is not None and self._transport is not None:
             self._transport.sendto(decision.response, addr)  # as received: IPv6 keeps its flow info and scope
+
+
+def _host(addr: tuple[object, ...]) -> str:
+    """The sender's host as text; a link-local IPv6 sender with its zone (`fe80::1%eth0`): Linux gives the scope
+    only as the sockaddr's fourth field, and the log should say which link the sender is on."""
+    host = str(addr[0])
+    scope = addr[3] if len(addr) >= 4 else 0
+    if isinstance(scope, int) and scope and "%" not in host:
+        try:
+            return f"{host}%{socket.if_indextoname(scope)}"
+        except OSError:  # the interface went away meanwhile
+            return f"{host}%{scope}"
+    return host
