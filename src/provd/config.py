@@ -72,7 +72,7 @@ class MulticastConfig(NamedTuple):
 
 
 class SipConfig(NamedTuple):
-    listen: str | None = None  # HOST:PORT of the daemon's own check-sync listener
+    listen: str | None = None  # HOST:PORT of the daemon's own check-sync listener (split_listen)
 
 
 class HttpConfig(NamedTuple):
@@ -255,8 +255,41 @@ def _hooks(dotted: str, value: object, source: str) -> Mapping[str, Argv]:
     return out
 
 
+def _listen(dotted: str, value: object, source: str) -> str | None:
+    listen = _optional_str(dotted, value, source)
+    if listen is not None:
+        split_listen(dotted, listen, source=source)
+    return listen
+
+
+def split_listen(dotted: str, listen: str, *, source: str | None = None) -> tuple[str, int]:
+    """`HOST:PORT` as (host, port): `0.0.0.0:5060`, `127.0.0.1:5070`, `[::]:5060` (both families),
+    `[2001:db8::1]:5060`, `[fe80::1%eth0]:5060` (the host without brackets, its zone kept), a host name;
+    an empty host is `0.0.0.0`. An IPv6 address needs its brackets: in `::1:5060` the port is ambiguous.
+
+    Raises:
+        ConfigError: no port, a port outside 1-65535, an IPv6 address without brackets, brackets around
+            something that is not an IPv6 address.
+    """
+    import ipaddress  # only when a listener is configured
+
+    host, colon, port = listen.rpartition(":")
+    if not colon or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{dotted} must be HOST:PORT with a port 1-65535, not {listen!r}", path=source)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)  # a zone (`%eth0`) is part of the address here (Python ≥ 3.9)
+        except ValueError:
+            raise ConfigError(f"{dotted}: [{host}] is not an IPv6 address", path=source) from None
+    elif ":" in host or "[" in host or "]" in host:
+        raise ConfigError(f"{dotted} {listen!r}: an IPv6 address goes in brackets, as in [::1]:5060", path=source)
+    return host or "0.0.0.0", int(port)
+
+
 _FREE = {
-    "ntp.servers": _strings, "sip.listen": _optional_str, "http.ca_file": _optional_str,
+    "ntp.servers": _strings, "sip.listen": _listen, "http.ca_file": _optional_str,
     "http.client_cert": _optional_str, "http.client_key": _optional_str, "http.user_agent": _optional_str,
     "hooks.changed": _hooks, "hooks.reboot": _argv,
 }
+

@@ -161,3 +161,47 @@ def send_udp(port: int, data: bytes, source: str = "127.0.0.1", timeout: float =
             return s.recv(65535)
         except TimeoutError:
             return None
+
+
+# --- IPv6: a port free on both families, a listener at any HOST:PORT, several allowlist entries ----------------
+
+
+def free_dual_udp_port() -> int:
+    """A UDP port free for IPv4 and IPv6 alike (found through one dual-stack `[::]` socket), for a daemon that
+    listens on `[::]` or `[::1]` and a test that may send from either family."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(("::", 0))
+        return int(s.getsockname()[1])
+
+
+def listen_at(provd: Provd, listen: str | None) -> None:
+    """Rewrite the configuration's `sip.listen` (e.g. "[::1]:5070", "[::]:5070")."""
+    config = json.loads(provd.config.read_text())
+    config["sip"] = {"listen": listen}
+    provd.config.write_text(json.dumps(config))
+
+
+def set_allowlist(provd: Provd, tmp_path: Path, *entries: str) -> None:
+    """Replace `provisioning/sip/allowlist` by `entries`, as written (the allowlist element replaces the stored
+    one); the text is XML-escaped, nothing else is checked: a malformed entry is stored as it is."""
+    from xml.sax.saxutils import escape
+
+    items = "".join(f"<allowlistEntry>{escape(entry)}</allowlistEntry>" for entry in entries)
+    patch = tmp_path / "allowlist.xml"
+    patch.write_text(f"<provisioning><sip><allowlist>{items}</allowlist></sip></provisioning>")
+    provd.run("apply", str(patch), check=0)
+
+
+def send_udp_to(host: str, port: int, data: bytes, *, source: str, timeout: float = 2.0) -> bytes | None:
+    """One datagram from `source` (an address of either family, port chosen by the kernel) to host:port; the
+    answer, or None after `timeout`."""
+    family = socket.AF_INET6 if ":" in source else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))
+        s.settimeout(timeout)
+        s.sendto(data, (host, port))
+        try:
+            return s.recv(65535)
+        except TimeoutError:
+            return None

@@ -8,11 +8,13 @@ XML (`checkSync/url` → a run with that URL, `reboot` → the reboot hook) or a
 manual restore; a reference file is refused). Answers: 200 (answer first, then act), 403 not allowed,
 489 unknown event, 400 malformed (a bad Content-Length, a Request-URI that is not sip:/sips:/tel: such as
 `*`): only a valid request gets a 2xx. Responses are never answered; a retransmitted request gets the same
-answer from the transaction cache, and starts nothing new.
+answer from the transaction cache, and starts nothing new. Senders of both families: the allowlist holds IPv4
+and IPv6 addresses and networks, and an IPv4 sender is IPv4 however the socket reports it (`parse_allowlist`).
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -40,7 +42,7 @@ class Action(Enum):
 @dataclass(frozen=True)
 class Policy:
     active: bool  # provisioning/sip/active
-    allowlist: tuple[str, ...]  # provisioning/sip/allowlist/allowlistEntry: addresses or networks
+    allowlist: tuple[str, ...]  # provisioning/sip/allowlist/allowlistEntry, as written (see parse_allowlist)
 
 
 @dataclass(frozen=True)
@@ -56,18 +58,102 @@ class Decision:
     event: str | None = None  # the Event header's package, for the log line (docs/design.md §9)
 
 
-def allowed(source_ip: str, allowlist: tuple[str, ...]) -> bool:
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """`provisioning/sip/allowlist` parsed: the networks a sender may be in (an address is a /32 or /128), and
+    the entries that are neither an address nor a network, ignored (the schema takes any string)."""
+
+    networks: tuple[Network, ...]
+    ignored: tuple[str, ...] = ()
+
+    def allows(self, address: Address | None) -> bool:
+        # `in` is False across families: an IPv6 network never admits an IPv4 sender, nor the reverse.
+        return address is not None and any(address in network for network in self.networks)
+
+
+@functools.lru_cache(maxsize=16)
+def parse_allowlist(entries: tuple[str, ...]) -> Allowlist:
+    """The allowlist's entries as networks. Taken: IPv4 and IPv6 addresses and networks in any textual form
+    (compressed, expanded, upper case, host bits set as in `192.0.2.7/24`, in brackets as in a URL); an IPv6
+    zone (`fe80::1%eth0`) is dropped, and an IPv4-mapped entry (`::ffff:192.0.2.7`, `::ffff:192.0.2.0/120`) is
+    the IPv4 address or network it maps. Anything else (a host name, which would need DNS at NOTIFY time,
+    a typo, a port) is ignored and named in `ignored`: it matches nothing, never everything.
+
+    The zone is dropped rather than compared because provd listens for one phone, on its one link: an entry
+    names a peer, and `%eth0` against `%2`, or an interface renamed, would quietly refuse a correct entry."""
+    networks: list[Network] = []
+    ignored: list[str] = []
+    for entry in entries:
+        text = entry.strip()
+        if not text:
+            continue
+        network = _network(text)
+        if network is None:
+            ignored.append(text)
+        elif network not in networks:
+            networks.append(network)
+    return Allowlist(tuple(networks), tuple(ignored))
+
+
+def _network(text: str) -> Network | None:
+    if text.startswith("["):  # `[2001:db8::1]` or `[2001:db8::]/32`, as copied from a URL
+        inside, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith("/")):
+            return None
+        text = inside + rest
+    address, slash, prefix = text.partition("/")
+    if ":" in address:
+        address, percent, zone = address.partition("%")  # the zone, see parse_allowlist
+        if percent and not zone:
+            return None
     try:
-        address = ipaddress.ip_address(source_ip)
+        network = ipaddress.ip_network(address + slash + prefix, strict=False)
     except ValueError:
-        return False
-    for entry in allowlist:
-        try:
-            if address in ipaddress.ip_network(entry.strip(), strict=False):
-                return True
-        except ValueError:
-            continue  # a host name or garbage in the allowlist matches nothing
-    return False
+        return None
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:  # ::ffff:0:0/96 (RFC 4291 §2.5.5.2) is how a dual-stack socket shows IPv4
+            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
+
+
+def sender_address(host: str) -> Address | None:
+    """The sender's address as the allowlist compares it: an IPv6 zone dropped, an IPv4-mapped address (how a
+    dual-stack `[::]` socket reports an IPv4 peer) as the IPv4 address; None for what is no address."""
+    if ":" in host:
+        host = host.partition("%")[0]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def sender_text(host: str) -> str:
+    """The sender's address as logs and summaries name it: IPv4 as a.b.c.d (also when it came IPv4-mapped),
+    IPv6 compressed, with its zone when it has one (a link-local sender: the zone says which link)."""
+    address = sender_address(host)
+    if address is None:
+        return host
+    zone = host.partition("%")[2] if isinstance(address, ipaddress.IPv6Address) else ""
+    return f"{address}%{zone}" if zone else str(address)
+
+
+def sender_label(host: str, port: int) -> str:
+    """`192.0.2.7:5060` or `[2001:db8::1]:5060`: the sender and its port as a log line shows them."""
+    text = sender_text(host)
+    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+
+
+def allowed(source_ip: str, allowlist: tuple[str, ...]) -> bool:
+    """Whether `source_ip` (as a socket reports it) is on the allowlist (see `parse_allowlist`)."""
+    return parse_allowlist(allowlist).allows(sender_address(source_ip))
 
 
 class CheckSyncHandler:
@@ -89,7 +175,8 @@ class CheckSyncHandler:
             return Decision(None, Action.NONE, f"{message.method} without the headers a response needs")
         # RFC 3261 §17.2.3: a retransmission carries the same branch, Call-ID and CSeq (its source port
         # may differ behind NAT); the sender address keeps two senders apart.
-        key = (source[0], sip.branch(message) or "", message.headers.get("call-id") or "",
+        sender = sender_text(source[0])  # an IPv4 sender is one sender, whether it came mapped or not
+        key = (sender, sip.branch(message) or "", message.headers.get("call-id") or "",
                message.headers.get("cseq") or "")
         self._expire(now)
         cached = self._answered.get(key)
@@ -100,7 +187,7 @@ class CheckSyncHandler:
         if malformed is not None:
             decision = _answer(message, malformed.status, Action.NONE, f"malformed: {malformed}")
         else:
-            decision = self._decide(message, source[0], policy)
+            decision = self._decide(message, sender, policy)
         event = sip.event(message)
         decision = replace(decision, event=event.package if event else None)
         self._answered[key] = (now, decision)

@@ -14,6 +14,7 @@ import functools
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -410,3 +411,45 @@ def _wait(process: NsProcess, timeout: float) -> int | None:
 def check_sync(netns: NetnsPair) -> CheckSyncSender:
     """`check_sync.sipp(event=…, body=…)` / `check_sync.sipsak(…)` → `CheckSyncResult` (status, status_line…)."""
     return CheckSyncSender(netns)
+
+
+# --- the check-sync sender on loopback, either family -----------------------------------------------------------
+
+
+def _free_udp_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def sipp_check_sync_loopback(workdir: Path, to_ip: str, to_port: int, *, from_ip: str, event: str = "check-sync",
+                             timeout: float = 5.0) -> CheckSyncResult:
+    """sipp sending one check-sync NOTIFY (the scenario `CheckSyncSender.sipp` uses) over loopback, outside any
+    namespace: `to_ip`/`from_ip` are `::1` or `127.0.0.1`. An IPv6 destination goes to sipp in brackets; its
+    `[local_ip]` and `[remote_ip]` keywords bracket IPv6 themselves (Via `[::1]:port`)."""
+    stamp = secrets.token_hex(4)
+    scenario = workdir / f"checksync-{stamp}.xml"
+    scenario.write_text(_sender_scenario(event, False))
+    messages, actions = workdir / f"checksync-{stamp}-messages.log", workdir / f"checksync-{stamp}-actions.log"
+    remote = f"[{to_ip}]:{to_port}" if ":" in to_ip else f"{to_ip}:{to_port}"
+    argv = [_sipp_binary(), remote, "-sf", str(scenario), "-i", from_ip, "-p", str(_free_udp_port(from_ip)),
+            "-m", "1", "-nd", "-s", "1001", "-key", "event", event, "-key", "body", "", "-key", "ctype",
+            "application/xml", "-trace_msg", "-message_file", str(messages), "-trace_logs", "-log_file", str(actions),
+            "-recv_timeout", str(int(timeout * 1000)), "-cp", str(_free_udp_port(from_ip)),
+            "-mp", str(_free_udp_port(from_ip))]
+    start = time.monotonic()
+    try:
+        exit_code: int | None = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                               timeout=timeout + 5, cwd=workdir).returncode
+    except subprocess.TimeoutExpired:
+        exit_code = None
+    elapsed = time.monotonic() - start
+    logged = parse_sipp_messages(messages)
+    sent = next((m.text for m in logged if m.sent), "")
+    finals = [m.start_line for m in logged if not m.sent and _STATUS_LINE.match(m.start_line)
+              and not m.start_line.startswith("SIP/2.0 1")]
+    line = finals[0] if finals else None
+    return CheckSyncResult(tool="sipp", status=int(line.split()[1]) if line else None, status_line=line,
+                           exit_code=exit_code, sent=sent, elapsed_s=elapsed,
+                           output=actions.read_text(errors="replace") if actions.exists() else "")
