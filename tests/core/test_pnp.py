@@ -83,7 +83,9 @@ def notify6(body: bytes, *, call_id: str = "c") -> bytes:
     pytest.param(notify6(b"http://[2001:db8:7b::1]/x.xml", call_id="other@[2001:db8:7b::1]"), pnp.Verdict.URL,
                  "http://[2001:db8:7b::1]/x.xml", id="other-call-id"),
     pytest.param(notify6(b"tftp://[2001:db8:7b::1]/x"), pnp.Verdict.IGNORE_ANSWER, None, id="tftp-refused"),
-    pytest.param(b"NOTIFY sip:[2001:db8:7b::50 SIP/2.0\r\n\r\n", pnp.Verdict.IGNORE, None, id="malformed"),
+    pytest.param(b"NOTIFY sip:[2001:db8:7b::50]:5060 SIP/2.0\r\nVia SIP/2.0/UDP [2001:db8:7b::1]\r\n\r\nhttp://x/",
+                 pnp.Verdict.IGNORE, None, id="malformed-header"),
+    pytest.param(b"NOTIFY sip:[2001:db8:7b::50 SIP/2.0\r\n\r\n", pnp.Verdict.IGNORE, None, id="no-headers"),
 ])
 def test_judge_ipv6_notify(data: bytes, verdict: pnp.Verdict, url: str | None) -> None:
     judged = pnp.judge(data, call_id="c", mac=MAC)
