@@ -127,6 +127,8 @@ def _channels(*, local_ip: str, local_ip6: str, index: int, local_port: int, gro
             ipaddress.IPv6Address(address)
             if index <= 0:  # a link-scope group names no link without it
                 raise ValueError("no interface index")
+            if not group6:
+                raise ValueError("no IPv6 group to send to")
             sock = _socket6(address, index, local_port)
         except (OSError, ValueError) as exc:
             problems.append(f"cannot use UDP [{address}]:{local_port} on interface {index}: {exc}")
