@@ -64,7 +64,10 @@ class RedirectConfig(NamedTuple):
 
 class MulticastConfig(NamedTuple):
     group: str = "224.0.1.75"
-    group6: str = "ff02::14b"  # see docs/protocols.md: the link-scope form of IANA's SIP group
+    # IANA "IPv6 Multicast Address Space Registry", Variable Scope Multicast Addresses: FF0X::175 "all SIP
+    # servers" (registered 2015-07-21), here in link scope (X = 2). Not FF0X::14B, the RFC 2375-style mapping of
+    # 224.0.1.75: that falls in FF0X::140-14F, EPSON-disc-set. See docs/protocols.md §1.9.
+    group6: str = "ff02::175"
     port: int = 5060
     local_port: int = 5060
     timeout_s: float = 5.0
@@ -293,3 +296,18 @@ _FREE = {
     "hooks.changed": _hooks, "hooks.reboot": _argv,
 }
 
+
+def _multicast_group6(dotted: str, value: object, source: str) -> str:
+    """An IPv6 multicast address (ff00::/8) without a zone (the interface is `device.interface`): anything else
+    would send the SUBSCRIBE nowhere useful."""
+    import ipaddress
+
+    try:
+        if isinstance(value, str) and "%" not in value and ipaddress.IPv6Address(value).is_multicast:
+            return value
+    except ValueError:
+        pass
+    raise ConfigError(f"{dotted} must be an IPv6 multicast address such as ff02::175, not {value!r}", path=source)
+
+
+_FREE["multicast.group6"] = _multicast_group6

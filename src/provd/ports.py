@@ -18,6 +18,7 @@ from provd.core.dhcp import DhcpAnswer
 from provd.core.dhcp6 import Dhcp6Answer
 from provd.core.netaddr import Ipv6Address
 from provd.errors import FetchTooLarge
+from provd.model import Family
 
 _T = TypeVar("_T")
 
@@ -71,6 +72,7 @@ class PnpOutcome:
     url: str | None
     detail: str
     seen: list[str] = field(default_factory=list)  # every datagram's verdict, for the report
+    family: Family | None = None  # which family's socket the winning NOTIFY came in on
 
 
 # --- the ports ------------------------------------------------------------------------------------------------
@@ -142,11 +144,13 @@ class NtpQuerier(Protocol):
 
 
 class MulticastLookup(Protocol):
-    """The SIP multicast SUBSCRIBE and its window (provd.sources.multicast); raises OSError when the socket
-    cannot be set up."""
+    """The SIP multicast SUBSCRIBE and its window (provd.sources.multicast), on IPv4 (`local_ip`) and IPv6
+    (`local_ip6` on interface `index`, to `group6`) as the interface has them ("" = not that family); raises
+    MulticastUnavailable when no socket can be set up."""
 
     async def lookup(self, *, local_ip: str, mac: str, local_port: int, group: str, port: int, window_s: float,
-                     vendor: str, model: str, firmware: str, user_agent: str) -> PnpOutcome: ...
+                     vendor: str, model: str, firmware: str, user_agent: str, local_ip6: str = "", index: int = 0,
+                     group6: str = "") -> PnpOutcome: ...
 
 
 class HttpClient(Protocol):

@@ -30,7 +30,7 @@ from provd.errors import (
     MulticastUnavailable,
     NtpUnavailable,
 )
-from provd.model import Outcome, Progress, RunReport, Trigger, quiet
+from provd.model import Family, Outcome, Progress, RunReport, Trigger, quiet
 from provd.ports import HttpOptions, HttpResponse, PnpOutcome, Ports, RunBudget, Validators
 from provd.settings.phone import PhoneSettings, now_iso
 
@@ -200,8 +200,10 @@ class FakeMulticast:
     `clock`, or once `gate` is set; or raises `error` (a socket that cannot be set up)."""
 
     def __init__(self, url: str | None = None, *, clock: FakeClock | None = None, delay: float = 0.0,
-                 gate: asyncio.Event | None = None, error: MulticastUnavailable | None = None) -> None:
+                 gate: asyncio.Event | None = None, error: MulticastUnavailable | None = None,
+                 family: Family = Family.IPV4) -> None:
         self.url = url
+        self.family = family  # the family the NOTIFY "came in on"
         self.clock = clock
         self.delay = delay
         self.gate = gate
@@ -210,8 +212,10 @@ class FakeMulticast:
         self.cancelled = False
 
     async def lookup(self, *, local_ip: str, mac: str, local_port: int, group: str, port: int, window_s: float,
-                     vendor: str, model: str, firmware: str, user_agent: str) -> PnpOutcome:
-        self.lookups.append({"local_ip": local_ip, "mac": mac, "group": group, "port": port, "model": model})
+                     vendor: str, model: str, firmware: str, user_agent: str, local_ip6: str = "", index: int = 0,
+                     group6: str = "") -> PnpOutcome:
+        self.lookups.append({"local_ip": local_ip, "mac": mac, "group": group, "port": port, "model": model,
+                             "local_ip6": local_ip6, "index": index, "group6": group6})
         if self.error is not None:
             raise self.error
         try:
@@ -225,7 +229,10 @@ class FakeMulticast:
             raise
         if self.url is None:
             return PnpOutcome(None, f"no NOTIFY with a URL within {window_s:g} s")
-        return PnpOutcome(self.url, "NOTIFY with a URL from 10.0.0.1:5060", ["10.0.0.1:5060: a URL"])
+        if self.family is Family.IPV6:
+            return PnpOutcome(self.url, "NOTIFY with a URL from [2001:db8::1]:5060", ["[2001:db8::1]:5060: a URL"],
+                              Family.IPV6)
+        return PnpOutcome(self.url, "NOTIFY with a URL from 10.0.0.1:5060", ["10.0.0.1:5060: a URL"], Family.IPV4)
 
 
 @dataclass

@@ -5,6 +5,10 @@ The SUBSCRIBE goes from UDP 5060 with 5060 in Via and Contact (the only choice e
 answers), Request-URI and From/To user `MAC%3a<MAC>`, `Expires: 0`, `Accept: application/url`. The first
 `ua-profile` NOTIFY in the window whose body (or `message/external-body` URL) is an absolute http(s) URL
 wins; a matching Call-ID is preferred but not required (FreeSWITCH's responder makes up its own).
+
+Over IPv6 the same SUBSCRIBE goes to the IPv6 group; every host in it (Via, Contact, Call-ID, the group in the
+Request-URI, From and To) is an IPv6 reference in brackets (RFC 3261 §25.1 `IPv6reference`, RFC 5118 §4.1),
+without a zone index (`%eth0`): SIP has no syntax for one, and the peer replies to the packet's source anyway.
 """
 
 from __future__ import annotations
@@ -27,21 +31,30 @@ class Subscribe:
     tag: str
 
 
+def sip_host(address: str) -> str:
+    """An address as the host part of a SIP URI or Via: IPv6 in brackets (RFC 3261 §25.1), zone index dropped."""
+    if ":" not in address:
+        return address
+    return f"[{address.strip('[]').split('%', 1)[0]}]"
+
+
 def build_subscribe(*, mac: str, local_ip: str, local_port: int, vendor: str, model: str, firmware: str,
-                    user_agent: str, branch: str | None = None, call_id: str | None = None,
+                    user_agent: str, group: str = GROUP, branch: str | None = None, call_id: str | None = None,
                     tag: str | None = None) -> Subscribe:
+    """The SUBSCRIBE from `local_ip`:`local_port` (IPv4 or IPv6) to `group` (224.0.1.75 or the IPv6 group)."""
+    host = sip_host(local_ip)
     branch = branch or "z9hG4bK" + secrets.token_hex(8)
-    call_id = call_id or f"{secrets.token_hex(10)}@{local_ip}"
+    call_id = call_id or f"{secrets.token_hex(10)}@{host}"
     tag = tag or secrets.token_hex(6)
-    aor = f"sip:MAC%3a{mac}@{GROUP}"
+    aor = f"sip:MAC%3a{mac}@{sip_host(group)}"
     lines = [
         f"SUBSCRIBE {aor} SIP/2.0",
-        f"Via: SIP/2.0/UDP {local_ip}:{local_port};branch={branch};rport",
+        f"Via: SIP/2.0/UDP {host}:{local_port};branch={branch};rport",
         f"From: <{aor}>;tag={tag}",
         f"To: <{aor}>",
         f"Call-ID: {call_id}",
         "CSeq: 1 SUBSCRIBE",
-        f"Contact: <sip:{local_ip}:{local_port}>",
+        f"Contact: <sip:{host}:{local_port}>",
         "Max-Forwards: 70",
         f"User-Agent: {user_agent}",
         "Expires: 0",

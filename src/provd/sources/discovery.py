@@ -145,13 +145,15 @@ async def _source_multicast(ctx: Context) -> Attempt:
             group=cfg.multicast.group, port=cfg.multicast.port,
             window_s=cfg.multicast.timeout_s, vendor=cfg.multicast.vendor,
             model=ctx.device.type, firmware=ctx.device.firmware,
-            user_agent=f"{cfg.multicast.vendor} {ctx.device.type} {ctx.device.firmware} provd/{__version__}")
+            user_agent=f"{cfg.multicast.vendor} {ctx.device.type} {ctx.device.firmware} provd/{__version__}",
+            local_ip6=ctx.address6 or ctx.link_local, index=ctx.index, group6=cfg.multicast.group6)
     except SourceUnavailable as exc:
         return Attempt(Source.MULTICAST, FAILED, str(exc), error=exc)
     seen = f" (seen: {'; '.join(outcome.seen)})" if outcome.seen and outcome.url is None else ""
     if outcome.url is None:
         return Attempt(Source.MULTICAST, NONE, outcome.detail + seen)
-    return Attempt(Source.MULTICAST, FOUND, outcome.detail, redact(outcome.url), (outcome.url,))
+    return Attempt(Source.MULTICAST, FOUND, outcome.detail, redact(outcome.url), (outcome.url,),
+                   family=outcome.family)
 
 
 async def _source_configured(ctx: Context) -> Attempt:

@@ -440,9 +440,131 @@ def main(argv: list[str]) -> int:
     p.add_argument("--ca")
     p.add_argument("--timeout", type=float, default=5.0)
     p.set_defaults(run=cmd_http_get)
+    add_ipv6_pnp_commands(sub)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result
+
+
+
+# --- IPv6 multicast PnP: the wire recorder and a responder (issue 10) ----------------------------------------
+
+
+ETH_P_IPV6 = b"\x86\xdd"
+
+
+def cmd_capture6(args: argparse.Namespace) -> int:
+    """`capture` for IPv6: one JSON line per IPv6/UDP datagram to or from --port on --iface, in the same shape
+    (`ttl` is the IPv6 hop limit, header byte 7). Only UDP as the first next header: a SUBSCRIBE, a NOTIFY or a
+    200 carries no extension headers (MLD reports do, and are not UDP)."""
+    ports = set(args.port)
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    sock.bind((args.iface, 0))
+    ready()
+    with open(args.out, "a", encoding="ascii") as out:
+        while True:
+            frame, address = sock.recvfrom(65535)
+            now = time.monotonic()
+            if len(frame) < 62 or frame[12:14] != ETH_P_IPV6:
+                continue
+            ip = frame[14:]
+            if ip[6] != 17:  # next header: UDP
+                continue
+            udp = ip[40:40 + struct.unpack("!H", ip[4:6])[0]]
+            sport, dport, length = struct.unpack("!HHH", udp[:6])
+            if ports and sport not in ports and dport not in ports:
+                continue
+            out.write(json.dumps({"time": now, "outgoing": address[2] == PACKET_OUTGOING,
+                                  "src": socket.inet_ntop(socket.AF_INET6, ip[8:24]), "sport": sport,
+                                  "dst": socket.inet_ntop(socket.AF_INET6, ip[24:40]), "dport": dport,
+                                  "ttl": ip[7], "payload": udp[8:length].hex()}) + "\n")
+            out.flush()
+
+
+def cmd_pnp6_respond(args: argparse.Namespace) -> int:
+    """An IPv6 PnP responder for what sipp cannot express: joins --group on --iface (IPV6_JOIN_GROUP) on a
+    V6ONLY socket [::]:5060, answers each ua-profile SUBSCRIBE 200 from there, then sends --malformed (if given,
+    once, as is) and the NOTIFY with --body from a second socket on an ephemeral port, retransmitted (T1 0.5 s)
+    until its 200 arrives there. Logs every datagram as a JSON line to --log; exits 0 once the NOTIFY was
+    answered, 1 after --timeout seconds."""
+    index = socket.if_nametoindex(args.iface)
+    listen = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    listen.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    listen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listen.bind(("::", 5060))
+    listen.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP,
+                      socket.inet_pton(socket.AF_INET6, args.group) + struct.pack("@I", index))
+    other = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    other.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    other.bind((args.srv_ip, 0))
+    other_port = other.getsockname()[1]
+    ready()
+    log = open(args.log, "a", encoding="utf-8")  # noqa: SIM115 -- open for the life of the process
+
+    def record(event: str, sock: socket.socket, peer: tuple[Any, ...], data: bytes) -> None:
+        log.write(json.dumps({"time": time.monotonic(), "event": event, "local_port": sock.getsockname()[1],
+                              "peer": list(peer[:2]), "data": data.decode("utf-8", "replace")}) + "\n")
+        log.flush()
+
+    host = f"[{args.srv_ip}]"
+    deadline = time.monotonic() + args.timeout
+    pending: tuple[bytes, tuple[Any, ...], float, float] | None = None  # NOTIFY, peer, due, interval
+    while (now := time.monotonic()) < deadline:
+        until = min(deadline, pending[2] if pending else deadline)
+        readable, _, _ = select.select([listen, other], [], [], max(until - now, 0))
+        for sock in readable:
+            data, peer = sock.recvfrom(65535)
+            record("recv", sock, peer, data)
+            start, headers, _ = sip_split(data)
+            if sock is other and start.startswith("SIP/2.0 200") and pending is not None:
+                return 0
+            if not start.startswith("SUBSCRIBE") or not (sip_header(headers, "Event") or "").startswith("ua-profile"):
+                continue
+            response = sip_response(data, 200, to_tag="pnp6")
+            listen.sendto(response, peer)
+            record("send", listen, peer, response)
+            if pending is not None:
+                continue  # a retransmit: answered again, no second NOTIFY
+            if args.malformed:
+                other.sendto(args.malformed.encode(), peer)
+                record("send", other, peer, args.malformed.encode())
+            contact = (sip_header(headers, "Contact") or "").strip("<>")
+            body = args.body.encode()
+            notify = (f"NOTIFY {contact} SIP/2.0\r\n"
+                      f"Via: SIP/2.0/UDP {host}:{other_port};branch=z9hG4bK{secrets.token_hex(8)}\r\n"
+                      "Max-Forwards: 70\r\n"
+                      f"From: {sip_header(headers, 'To')};tag=pnp6\r\nTo: {sip_header(headers, 'From')}\r\n"
+                      f"Call-ID: {sip_header(headers, 'Call-ID')}\r\nCSeq: 1 NOTIFY\r\n"
+                      f"Contact: <sip:{host}:{other_port}>\r\n"
+                      'Event: ua-profile;profile-type="device";vendor="OEM";model="OEM";version="1"\r\n'
+                      "Subscription-State: terminated;reason=timeout\r\n"
+                      f"Content-Type: application/url\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+            pending = (notify, peer, time.monotonic() + args.notify_delay, 0.5)
+        if pending is not None and pending[2] <= time.monotonic():
+            notify, peer, _, interval = pending
+            other.sendto(notify, peer)
+            record("send", other, peer, notify)
+            pending = (notify, peer, time.monotonic() + interval, min(interval * 2, 4.0))
+    return 1
+
+
+def add_ipv6_pnp_commands(sub: Any) -> None:
+    """The subcommands above, registered by `main`."""
+    p = sub.add_parser("capture6")
+    p.add_argument("--iface", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--port", type=int, action="append", default=[])
+    p.set_defaults(run=cmd_capture6)
+    p = sub.add_parser("pnp6-respond")
+    p.add_argument("--iface", required=True)
+    p.add_argument("--group", required=True)
+    p.add_argument("--srv-ip", required=True)
+    p.add_argument("--body", required=True)
+    p.add_argument("--malformed", default="")
+    p.add_argument("--notify-delay", type=float, default=0.1)
+    p.add_argument("--timeout", type=float, default=15.0)
+    p.add_argument("--log", required=True)
+    p.set_defaults(run=cmd_pnp6_respond)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ all go to `dummy`, `[len]` pads Content-Length and counts the final CRLF.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import re
 import secrets
 import shutil
@@ -25,7 +27,7 @@ from typing import Protocol
 import pytest
 
 from tests.support.peers.http import PeerStartError
-from tests.support.peers.netns import Capture, NetnsPair, NsProcess, Side, WirePacket, nettools_argv
+from tests.support.peers.netns import IP, PNP_GROUP, Capture, NetnsPair, NsProcess, Side, WirePacket, nettools_argv
 
 PNP_PORT = 5060
 CHECK_SYNC_FROM_PORT = 5070  # the PBX's source port in the lab and in PROTOCOLS §2.2
@@ -251,6 +253,90 @@ def start_pnp_responder(pair: NetnsPair, body: str = "", *, mode: PnpMode | str 
 def pnp_responder(netns: NetnsPair) -> PnpResponderFactory:
     """Factory: `pnp_responder(url, mode=PnpMode.NOTIFY, calls=1)` → `PnpResponder`."""
     return functools.partial(start_pnp_responder, netns)
+
+
+# --- the PnP responder over IPv6 -------------------------------------------------------------------------------
+
+PNP_GROUP6 = "ff02::175"  # IANA FF0X::175 "all SIP servers", link scope: provd's default multicast.group6
+
+
+def capture6(pair: NetnsPair, side: Side = Side.SERVER) -> Capture:
+    """`pair.capture()` for IPv6/UDP (`nettools.py capture6`): every datagram on one side's veth from now on, in
+    the same `WirePacket` shape (`ttl` = the hop limit)."""
+    path = pair.unique_path(f"capture6-{side.value}.jsonl")
+    argv = nettools_argv("capture6", "--iface", pair.server_if if side is Side.SERVER else pair.client_if,
+                         "--out", str(path))
+    pair.start(side, f"capture6-{side.value}", argv, ready_line=True).wait_line("ready")
+    return Capture(path)
+
+
+def join_group6(pair: NetnsPair, group: str = PNP_GROUP6) -> None:
+    """The server kernel joins `group` on its veth (`autojoin`, as netns.py does for 224.0.1.75): a socket bound to
+    [::]:5060, such as sipp's, then receives the IPv6 SUBSCRIBE."""
+    subprocess.run([IP, "-n", pair.server_ns, "addr", "add", f"{group}/128", "dev", pair.server_if, "autojoin"],
+                   check=True, capture_output=True)
+
+
+def leave_group4(pair: NetnsPair) -> None:
+    """The server stops hearing 224.0.1.75 (a dual-stack sipp on [::] would otherwise answer over IPv4 too)."""
+    subprocess.run([IP, "-n", pair.server_ns, "addr", "del", f"{PNP_GROUP}/32", "dev", pair.server_if],
+                   check=True, capture_output=True)
+
+
+def start_pnp_responder6(pair: NetnsPair, body: str, *, mode: PnpMode | str = PnpMode.NOTIFY,
+                         malformed: str = "", notify_delay_ms: int = 100) -> PnpResponder:
+    """A PnP responder on [::]:5060 in the server namespace answering the IPv6 SUBSCRIBE to `PNP_GROUP6`.
+
+    sipp (NOTIFY, OTHER_CALL_ID, EXTERNAL_BODY) binds the wildcard (`-i ::`, dual stack: see `leave_group4`)
+    with the group joined by `join_group6`; OTHER_PORT is `nettools.py pnp6-respond`, which joins the group on
+    its own socket and sends the NOTIFY from an ephemeral port, after `malformed` (sent as is) if given.
+    `capture` records IPv6 only (`capture6`)."""
+    mode = PnpMode(mode)
+    capture = capture6(pair)
+    content_type = "application/url"
+    if mode is PnpMode.OTHER_PORT:
+        log = pair.unique_path("pnp6-python.jsonl")
+        argv = nettools_argv("pnp6-respond", "--iface", pair.server_if, "--group", PNP_GROUP6, "--srv-ip",
+                             pair.server_ip6, "--body", body, "--malformed", malformed, "--notify-delay",
+                             str(notify_delay_ms / 1000), "--log", str(log))
+        process = pair.start(Side.SERVER, "pnp6-python", argv, ready_line=True)
+        process.wait_line("ready")
+    else:
+        join_group6(pair)
+        wire_body = body
+        if mode is PnpMode.EXTERNAL_BODY:
+            content_type = f'message/external-body;access-type="URL";URL="{body}"'
+            wire_body = "Content-Type: application/url\r\n"
+        scenario = pair.unique_path(f"pnp6-{mode.value}.xml")
+        scenario.write_text(_pnp_scenario(mode, notify_delay_ms))
+        log = pair.unique_path("pnp6-sipp-messages.log")
+        argv = [_sipp_binary(), "-sf", str(scenario), "-i", "::", "-p", str(PNP_PORT), "-nd",
+                "-key", "srv_ip", f"[{pair.server_ip6}]", "-key", "body", wire_body, "-key", "ctype", content_type,
+                "-trace_msg", "-message_file", str(log), "-trace_err", "-error_file",
+                str(pair.unique_path("pnp6-sipp-errors.log")), *_aux_ports(pair)]
+        if mode is not PnpMode.SILENT:
+            argv += ["-m", "1"]
+        process = pair.start(Side.SERVER, "pnp6-sipp", argv)
+        process.wait_until(lambda: _bound6(process.pid, PNP_PORT), f"bound to udp6 {PNP_PORT}")
+    return PnpResponder(mode=mode, body=body, content_type=content_type, process=process, capture=capture,
+                        message_log=log)
+
+
+def _bound6(pid: int, port: int) -> bool:
+    """Whether `pid` holds a UDP socket on `port` in /proc/PID/net/udp6 (its own namespace's table; the IPv4
+    `bound_ports` reads /proc/PID/net/udp, where sipp's [::] socket does not appear)."""
+    inodes = set()
+    with contextlib.suppress(OSError):  # the process may be gone: the caller polls its exit
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:["):-1])
+        for line in Path(f"/proc/{pid}/net/udp6").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
 
 
 # --- the check-sync sender ----------------------------------------------------------------------------------------
