@@ -4,6 +4,8 @@ URL from option 17 (0x42/0x43) or 59; NTP servers from 56 then 31; the RFC 8415 
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from scapy.layers import dhcp6 as s6  # test-only: the independent reading of our bytes and a second server
 
@@ -327,3 +329,16 @@ def test_url_from_answer(options: tuple[bytes, ...], enterprise: int, expected: 
 def test_ntp_servers(options: tuple[bytes, ...], expected: tuple[str, ...]) -> None:
     answer = parse_reply(reply(*options), xid=XID, client_id=CLIENT_ID)
     assert answer is not None and answer.ntp_servers == expected
+
+
+def test_random_options_after_a_valid_header_never_raise() -> None:
+    """Seeded noise behind our header and Client Identifier: whatever the decoder makes of it, no exception."""
+    rng = random.Random(8415)
+    codes = (1, 2, 13, 17, 31, 56, 59, 23, 9999)
+    for _ in range(2000):
+        body = b"".join(opt(rng.choice(codes), rng.randbytes(rng.randrange(0, 40))) for _ in range(rng.randrange(4)))
+        if rng.random() < 0.5:
+            body = body[:rng.randrange(len(body) + 1)] + rng.randbytes(rng.randrange(6))
+        answer = parse_reply(reply(body), xid=XID, client_id=CLIENT_ID)
+        if answer is not None:
+            url_from_answer(answer, enterprise=rng.choice((0, ENT)))
