@@ -13,6 +13,7 @@ from tests.support.paths import WriteFile
 from tests.support.peers.http import http_peers, served  # noqa: F401
 from tests.support.peers.netbench import (  # noqa: F401
     check_sync,
+    dhcp6_server,
     dhcp_server,
     netns,
     netns6,

@@ -6,6 +6,7 @@ pnp_responder, prov_http, redirect_service)  # noqa: F401`. Each lives in its ow
 from __future__ import annotations
 
 from tests.support.peers.dhcp import dhcp_server
+from tests.support.peers.dhcp6 import dhcp6_server as dhcp6_server  # explicit re-export (IPv6 pairs only)
 from tests.support.peers.netns import netns, netns6, netns_dual
 from tests.support.peers.ntp import ntp_server
 from tests.support.peers.sip import check_sync, pnp_responder

@@ -85,6 +85,12 @@ def cmd_capture(args: argparse.Namespace) -> int:
         while True:
             frame, address = sock.recvfrom(65535)
             now = time.monotonic()
+            if frame[12:14] == b"\x86\xdd":  # IPv6: see udp6_record in the DHCPv6 block at the end
+                record = udp6_record(frame, ports)
+                if record is not None:
+                    out.write(json.dumps({"time": now, "outgoing": address[2] == PACKET_OUTGOING, **record}) + "\n")
+                    out.flush()
+                continue
             if len(frame) < 42 or frame[12:14] != b"\x08\x00":  # IPv4 only
                 continue
             ip = frame[14:]
@@ -441,6 +447,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--timeout", type=float, default=5.0)
     p.set_defaults(run=cmd_http_get)
     add_ipv6_pnp_commands(sub)
+    add_dhcp6_commands(sub)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result
@@ -565,6 +572,101 @@ def add_ipv6_pnp_commands(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=15.0)
     p.add_argument("--log", required=True)
     p.set_defaults(run=cmd_pnp6_respond)
+
+
+# --- DHCPv6: IPv6 in the recorder, and the scripted responder (tests/support/peers/dhcp6.py) ---------------------
+
+_IPV6_EXTENSIONS = {0, 43, 60}  # hop-by-hop, routing, destination options: skipped to reach UDP
+
+
+def udp6_record(frame: bytes, ports: set[int]) -> dict[str, object] | None:
+    """The recorder's fields of an IPv6/UDP frame (`ttl` is the hop limit), None for anything else."""
+    ip = frame[14:]
+    if len(ip) < 40:
+        return None
+    next_header, offset = ip[6], 40
+    while next_header in _IPV6_EXTENSIONS and offset + 2 <= len(ip):
+        next_header, offset = ip[offset], offset + (ip[offset + 1] + 1) * 8
+    if next_header != 17 or offset + 8 > len(ip):
+        return None
+    udp = ip[offset:40 + struct.unpack("!H", ip[4:6])[0]]
+    sport, dport, length = struct.unpack("!HHH", udp[:6])
+    if ports and sport not in ports and dport not in ports:
+        return None
+    return {"src": socket.inet_ntop(socket.AF_INET6, ip[8:24]), "sport": sport,
+            "dst": socket.inet_ntop(socket.AF_INET6, ip[24:40]), "dport": dport, "ttl": ip[7],
+            "payload": udp[8:length].hex()}
+
+
+def _dhcp6_options(data: bytes) -> list[tuple[int, bytes]]:
+    found, i = [], 4
+    while i + 4 <= len(data):
+        code, length = struct.unpack("!HH", data[i:i + 4])
+        found.append((code, data[i + 4:i + 4 + length]))
+        i += 4 + length
+    return found
+
+
+def _dhcp6_option(code: int, data: bytes) -> bytes:
+    return struct.pack("!HH", code, len(data)) + data
+
+
+def dhcp6_reply(spec: dict[str, Any], request: bytes) -> bytes:
+    """One scripted Reply to `request` (see ScriptedReply in tests/support/peers/dhcp6.py)."""
+    if spec["raw"] is not None:
+        return bytes.fromhex(spec["raw"])
+    xid = request[1:4] if spec["xid"] == "echo" else bytes(b ^ 0x5A for b in request[1:4])
+    out = bytes([spec["msg_type"]]) + xid
+    if spec["server_id"]:
+        out += _dhcp6_option(2, bytes.fromhex("00030001020000000001"))  # DUID-LL of 02:00:00:00:00:01
+    client_id = next((value for code, value in _dhcp6_options(request) if code == 1), b"")
+    if spec["client_id"] == "echo":
+        out += _dhcp6_option(1, client_id)
+    elif spec["client_id"] != "none":
+        out += _dhcp6_option(1, bytes.fromhex(spec["client_id"]))
+    out += bytes.fromhex(spec["options"])
+    return out[:spec["truncate"]] if spec["truncate"] is not None else out
+
+
+def cmd_dhcp6_respond(args: argparse.Namespace) -> int:
+    """A DHCPv6 server stand-in on [::]:547 of --iface (joined to ff02::1:2): every Information-Request is
+    logged to --log (source, port, hop limit, bytes) and, from the `answer_from`-th on, answered with the
+    --script's replies in order, unicast to its source."""
+    with open(args.script, encoding="utf-8") as f:
+        script = json.load(f)
+    index = socket.if_nametoindex(args.iface)
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, args.iface.encode())
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+    sock.bind(("::", 547))
+    group = socket.inet_pton(socket.AF_INET6, "ff02::1:2") + struct.pack("@I", index)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
+    ready()
+    seen = 0
+    with open(args.log, "a", encoding="ascii") as log:
+        while True:
+            data, ancillary, _, source = sock.recvmsg(65535, socket.CMSG_SPACE(4))
+            hops = next((struct.unpack("@i", value[:4])[0] for level, kind, value in ancillary
+                         if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT), None)
+            log.write(json.dumps({"time": time.monotonic(), "src": source[0], "sport": source[1], "hop_limit": hops,
+                                  "payload": data.hex()}) + "\n")
+            log.flush()
+            if not data or data[0] != 11:  # Information-Request only
+                continue
+            seen += 1
+            if seen < script["answer_from"]:
+                continue
+            for spec in script["replies"]:
+                sock.sendto(dhcp6_reply(spec, data), source)
+
+
+def add_dhcp6_commands(sub: Any) -> None:
+    p = sub.add_parser("dhcp6-respond")
+    p.add_argument("--iface", required=True)
+    p.add_argument("--script", required=True)
+    p.add_argument("--log", required=True)
+    p.set_defaults(run=cmd_dhcp6_respond)
 
 
 if __name__ == "__main__":
