@@ -65,8 +65,7 @@ def dhcp_candidates(result: DhcpResult, *, enterprise: int) -> dhcp.DhcpUrl:
     if isinstance(result.answer, dhcp.DhcpAnswer):
         return dhcp.url_from_answer(result.answer)
     if isinstance(result.answer, dhcp6.Dhcp6Answer):
-        found = dhcp6.url_from_answer(result.answer, enterprise=enterprise)
-        return dhcp.DhcpUrl(found.candidates, (*result.answer.notes, *found.notes))
+        return dhcp6.url_from_answer(result.answer, enterprise=enterprise)  # its notes include the decoder's
     return dhcp.DhcpUrl(())
 
 
