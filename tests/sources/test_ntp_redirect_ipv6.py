@@ -5,11 +5,19 @@ Service and provisioning file are all reached by IPv6 literals."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from provd.config import Config
+from provd.errors import FetchError
+from provd.run.provision import http_options
+from provd.sources import redirect
+from tests.support.fakes import FakeWeb
 from tests.support.peers.netns import NetnsPair
 from tests.support.peers.ntp import start_ntp_server
 from tests.support.peers.web import start_prov_http, start_redirect_service
@@ -143,3 +151,34 @@ def test_run_waits_while_the_only_ipv6_ntp_server_is_silent(netns_dual: NetnsPai
     assert code != 0
     text = out + err
     assert "[2001:db8:7b::1]:123" in text and "time not valid" in text
+
+
+REDIRECT = "https://[2001:db8:7b::1]/?mac=00095200000E"
+
+
+@pytest.mark.parametrize(("body", "found"), [
+    pytest.param("http://[2001:db8:7b::1]:8080/prov/00095200000E.xml\n",
+                 "http://[2001:db8:7b::1]:8080/prov/00095200000E.xml", id="bracketed-with-port"),
+    pytest.param("\n  https://[2001:db8::1]/a.xml?x=[1]\nsecond line\n", "https://[2001:db8::1]/a.xml?x=[1]",
+                 id="first-non-blank-line"),
+])
+def test_redirect_answer_with_an_ipv6_url_is_found(body: str, found: str) -> None:
+    outcome = asyncio.run(ask(FakeWeb({REDIRECT: body}), REDIRECT))
+    assert (outcome.url, outcome.registered) == (found, True)
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    pytest.param("http://2001:db8:7b::1/prov.xml", "goes in brackets", id="unbracketed"),
+    pytest.param("http://[2001:db8:7b::1/prov.xml", "not a valid URL", id="unclosed"),
+    pytest.param("http://[fe80::1%25eth0]/prov.xml", "zone", id="zone"),
+    pytest.param("http://u:s3cret@[::1]x/prov.xml", "after the IPv6 address", id="junk-after-bracket"),
+])
+def test_redirect_answer_with_an_unfetchable_ipv6_url_fails_the_source(body: str, why: str) -> None:
+    with pytest.raises(FetchError, match=why) as caught:
+        asyncio.run(ask(FakeWeb({REDIRECT: body}), REDIRECT))
+    assert "s3cret" not in str(caught.value) and caught.value.url == REDIRECT
+
+
+async def ask(web: FakeWeb, url: str) -> redirect.RedirectOutcome:
+    async with web.client(http_options(Config(), "provd/test")) as client:
+        return await redirect.ask(client, url, max_bytes=10_000)
