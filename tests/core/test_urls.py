@@ -6,7 +6,16 @@ import pytest
 
 from provd.core.backoff import backoff_delay, parse_retry_after
 from provd.core.markers import normalise_mac, replace_markers
-from provd.core.urls import Origin, check_url, origin, redact, resolve, split_credentials, with_credentials
+from provd.core.urls import (
+    Origin,
+    check_url,
+    origin,
+    redact,
+    resolve,
+    split_credentials,
+    split_host_port,
+    with_credentials,
+)
 from provd.errors import FetchURLError
 from provd.model import Device
 
@@ -182,3 +191,168 @@ def test_backoff_full_jitter(attempt: int, draw: float, expected: float) -> None
 ])
 def test_retry_after(value: str | None, date: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, date) == expected
+
+
+# --- IPv6 literals (RFC 3986 §3.2.2; docs/urls.md) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [
+    pytest.param("http://[2001:db8::1]/", id="plain"),
+    pytest.param("https://[2001:db8::1]:8443/p?q", id="port-path-query"),
+    pytest.param("http://[2001:DB8::1]/", id="upper-case-hex"),
+    pytest.param("http://[::1]:8080/x", id="loopback"),
+    pytest.param("http://[::ffff:192.0.2.1]/", id="ipv4-mapped"),
+    pytest.param("http://[fe80::1]/", id="link-local-without-zone"),
+    pytest.param("https://u:p@[2001:db8::1]:8443/x?y=1#z", id="userinfo"),
+    pytest.param("http://[2001:db8::1]:/", id="empty-port"),
+])
+def test_check_url_accepts_ipv6_literals(url: str) -> None:
+    parts = check_url(url)
+    assert parts.hostname is not None and ":" in parts.hostname
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    pytest.param("http://2001:db8::1/", r"goes in brackets: \[2001:db8::1\]", id="unbracketed"),
+    pytest.param("http://2001:db8::1:8080/", r"goes in brackets", id="unbracketed-with-what-looks-like-a-port"),
+    pytest.param("http://[2001:db8::zz]/", "not .*IPv6", id="bad-hex"),
+    pytest.param("http://[::1/", "not a valid URL", id="unclosed"),
+    pytest.param("http://::1]/", "not a valid URL", id="unopened"),
+    pytest.param("http://[::1]x/", r"'x' after the IPv6 address", id="junk-after-bracket"),
+    pytest.param("http://[::1]]/", r"after the IPv6 address", id="double-close"),
+    pytest.param("http://[::1]:80:80/", r"after the IPv6 address", id="two-ports"),
+    pytest.param("http://a[::1]/", "brackets only go around", id="bracket-inside-a-name"),
+    pytest.param("http://[v1.fe]/", "IPvFuture", id="ipvfuture"),
+    pytest.param("http://[192.0.2.1]/", "not a valid URL", id="ipv4-in-brackets"),
+    pytest.param("http://[fe80::1%25eth0]/", "zone", id="rfc6874-zone"),
+    pytest.param("http://[fe80::1%eth0]/", "zone", id="raw-zone"),
+    pytest.param("http://[2001:db8::1]:99999/", "not a valid URL", id="port-out-of-range"),
+])
+def test_check_url_refuses_bad_ipv6_literals(url: str, why: str) -> None:
+    with pytest.raises(FetchURLError, match=why) as caught:
+        check_url(url)
+    assert str(caught.value).isprintable()
+
+
+BASE6 = "http://[2001:db8::1]:8080/phones/site1/provisioning.xml"
+
+
+@pytest.mark.parametrize(("reference", "base", "expected"), [
+    pytest.param("common.xml", BASE6, "http://[2001:db8::1]:8080/phones/site1/common.xml", id="same-directory"),
+    pytest.param("../common.xml", BASE6, "http://[2001:db8::1]:8080/phones/common.xml", id="parent"),
+    pytest.param("../../../x.xml", BASE6, "http://[2001:db8::1]:8080/x.xml", id="dot-segments-above-root"),
+    pytest.param("./a/./b/../c.xml", BASE6, "http://[2001:db8::1]:8080/phones/site1/a/c.xml", id="dot-segments"),
+    pytest.param("/x/y.xml", BASE6, "http://[2001:db8::1]:8080/x/y.xml", id="absolute-path"),
+    pytest.param("?mac=1", BASE6, "http://[2001:db8::1]:8080/phones/site1/provisioning.xml?mac=1", id="query"),
+    pytest.param("//[::1]/x", BASE6, "http://[::1]/x", id="network-path-to-ipv6"),
+    pytest.param("//[::1]:9/x", "https://h/a", "https://[::1]:9/x", id="network-path-from-a-name"),
+    pytest.param("//h/x", BASE6, "http://h/x", id="network-path-to-a-name"),
+    pytest.param("https://[2001:db8::2]/d.xml", BASE6, "https://[2001:db8::2]/d.xml", id="absolute"),
+    pytest.param("a.xml", "https://phone:pw@[2001:db8::1]:8443/s/top.xml", "https://phone:pw@[2001:db8::1]:8443/s/a.xml",
+                 id="relative-keeps-credentials"),
+    pytest.param("https://[2001:DB8:0::1]:8443/e.xml", "https://phone:pw@[2001:db8::1]:8443/s/top.xml",
+                 "https://phone:pw@[2001:DB8:0::1]:8443/e.xml", id="same-address-other-spelling-same-origin"),
+    pytest.param("https://[2001:db8::2]:8443/e.xml", "https://phone:pw@[2001:db8::1]:8443/s/top.xml",
+                 "https://[2001:db8::2]:8443/e.xml", id="other-address-no-credentials"),
+    pytest.param("//[2001:db8::1]/f.xml", "https://phone:pw@[2001:db8::1]:8443/s/top.xml",
+                 "https://[2001:db8::1]/f.xml", id="other-port-no-credentials"),
+])
+def test_resolve_against_ipv6_base(reference: str, base: str, expected: str) -> None:
+    assert resolve(reference, base) == expected
+
+
+@pytest.mark.parametrize("reference", [
+    pytest.param("//2001:db8::2/x", id="network-path-unbracketed"),
+    pytest.param("//[::zz]/x", id="network-path-bad-literal"),
+    pytest.param("http://[fe80::1%25eth0]/x", id="zone"),
+])
+def test_resolve_refuses_bad_ipv6_entries(reference: str) -> None:
+    with pytest.raises(FetchURLError):
+        resolve(reference, BASE6)
+
+
+def test_origin_of_ipv6_is_canonical() -> None:
+    assert origin("https://[2001:DB8:0:0::1]/x") == origin("https://[2001:db8::1]:443/y") == \
+        Origin("https", "2001:db8::1", 443)
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    pytest.param("http://user:pw@[2001:db8::1]:8080/x", "http://user:***@[2001:db8::1]:8080/x", id="port"),
+    pytest.param("https://u:p@ss@[::1]/a?q=[x]", "https://u:***@[::1]/a?q=[x]", id="at-in-password"),
+    pytest.param("http://user@[::1]/x", "http://user@[::1]/x", id="no-password"),
+    pytest.param("http://[::1]:8080/x", "http://[::1]:8080/x", id="no-userinfo"),
+    pytest.param("http://u:secret@[::1/x", "http://u:***@[::1/x", id="unparseable-still-hidden"),
+    pytest.param("http://u:secret@2001:db8::1/x", "http://u:***@2001:db8::1/x", id="unbracketed-still-hidden"),
+    pytest.param("//u:secret@[::1]/x", "//u:***@[::1]/x", id="network-path"),
+    pytest.param("http://[::1]/x?u:p@h", "http://[::1]/x?u:p@h", id="at-in-query-is-not-userinfo"),
+])
+def test_redact_ipv6(url: str, shown: str) -> None:
+    assert redact(url) == shown
+
+
+def test_refusal_of_an_ipv6_url_does_not_show_its_password() -> None:
+    with pytest.raises(FetchURLError) as caught:
+        check_url("http://phone:s3cret@[::1/x")
+    assert "s3cret" not in str(caught.value) and caught.value.url == "http://phone:***@[::1/x"
+
+
+def test_split_credentials_keeps_brackets() -> None:
+    assert split_credentials("https://a:b%40c@[2001:db8::1]:8443/x") == \
+        ("https://[2001:db8::1]:8443/x", ("a", "b@c"))
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    pytest.param("http://[2001:db8::1]:8080/{mac}.xml", "http://[2001:db8::1]:8080/00095200000E.xml", id="mac"),
+    pytest.param("http://[2001:db8::1]/<MACADR>/<HWTYP>.xml", "http://[2001:db8::1]/00095200000E/D400.xml",
+                 id="angle-brackets-next-to-square"),
+    pytest.param("http://[2001:db8::1]/%3CSERIAL%3E", "http://[2001:db8::1]/0123456789", id="percent-encoded"),
+    pytest.param("http://[::1]:8080/?mac={mac}&t={type}", "http://[::1]:8080/?mac=00095200000E&t=D400", id="query"),
+    pytest.param("http://[fe80::c0a8:1]/", "http://[fe80::c0a8:1]/", id="hex-that-spells-nothing"),
+    pytest.param("http://[::1]/<MAC>[x]", "http://[::1]/<MAC>[x]", id="unknown-left-alone"),
+])
+def test_markers_in_ipv6_urls(url: str, expected: str) -> None:
+    replaced = replace_markers(url, PHONE)
+    assert replaced == expected
+    check_url(replaced)
+
+
+def test_marker_value_cannot_break_out_of_a_bracketed_host() -> None:
+    odd = Device(type="]:1/x", serial="s", mac="00095200000E", firmware="x")
+    replaced = replace_markers("http://[2001:db8::1]:8080/{type}.xml", odd)
+    assert replaced == "http://[2001:db8::1]:8080/%5D%3A1%2Fx.xml"
+    assert check_url(replaced).hostname == "2001:db8::1"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    pytest.param("pool.ntp.org", ("pool.ntp.org", 123), id="name"),
+    pytest.param("ntp.example:1123", ("ntp.example", 1123), id="name-port"),
+    pytest.param("192.0.2.1", ("192.0.2.1", 123), id="ipv4"),
+    pytest.param("192.0.2.1:1123", ("192.0.2.1", 1123), id="ipv4-port"),
+    pytest.param("2001:db8:7b::1", ("2001:db8:7b::1", 123), id="ipv6-bare"),
+    pytest.param("[2001:db8:7b::1]", ("2001:db8:7b::1", 123), id="ipv6-bracketed"),
+    pytest.param("[2001:db8:7b::1]:1123", ("2001:db8:7b::1", 1123), id="ipv6-bracketed-port"),
+    pytest.param("fe80::1%eth0", ("fe80::1%eth0", 123), id="link-local-zone"),
+    pytest.param("[fe80::1%eth0]:123", ("fe80::1%eth0", 123), id="link-local-zone-port"),
+])
+def test_split_host_port(text: str, expected: tuple[str, int]) -> None:
+    assert split_host_port(text, default_port=123) == expected
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param("", id="empty"),
+    pytest.param("ntp example", id="space"),
+    pytest.param("[192.0.2.1]", id="ipv4-in-brackets"),
+    pytest.param("[2001:db8::zz]", id="bad-ipv6"),
+    pytest.param("2001:db8::zz", id="bad-bare-ipv6"),
+    pytest.param("[::1", id="unclosed"),
+    pytest.param("[::1]123", id="no-colon-before-port"),
+    pytest.param("[::1]:", id="empty-port"),
+    pytest.param("h:0", id="port-zero"),
+    pytest.param("h:65536", id="port-too-big"),
+    pytest.param("h:ntp", id="port-name"),
+    pytest.param(":123", id="no-host"),
+    pytest.param("a..b", id="empty-label"),
+    pytest.param("h\x00", id="nul"),
+])
+def test_split_host_port_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match=r"\S"):
+        split_host_port(text, default_port=123)

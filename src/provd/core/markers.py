@@ -5,7 +5,9 @@ Markers are replaced before a URL is resolved against its base. Values are perce
 with a space or a slash cannot change the URL's structure. The vendor writes markers in angle brackets,
 which tools that build URLs tend to percent-encode (`%3CMACADR%3E`); both spellings are recognised. `<type>`
 is read as `<HWTYP>`: docs/design.md §3 writes the default `dhcp.vendor_class` as "auerswald-<type>", and a
-phone that sent that literally would miss every server class keyed on the model.
+phone that sent that literally would miss every server class keyed on the model. Only those names count as
+markers: the square brackets of an IPv6 literal (`http://[2001:db8::1]:8080/{mac}.xml`) are never touched,
+and a value cannot close one (`]` is percent-encoded like any other reserved character).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Real HTTP peers for end-to-end fetch tests, started once per session: nginx (HTTP, HTTPS with HTTP/2, TLS with
 a wrong-host certificate, mutual TLS, Basic auth), lighttpd (Digest auth) and the fault server (`faults.py`).
 
-All listen on 127.0.0.1 on free ports picked at run time and keep their config, certificates, logs and temp
+All listen on 127.0.0.1 on free ports picked at run time (nginx's plain, Basic and HTTPS servers on [::1] too, the
+same port: `*6_url`) and keep their config, certificates, logs and temp
 files in one tmp tree; they share one document root. This module owns the processes it starts and stops each
 by PID at teardown; it never touches a system nginx/lighttpd, their config or well-known ports.
 Use: `from tests.support.peers.http import http_peers, served  # noqa: F401` in a conftest, then the
@@ -44,6 +45,7 @@ REALM = "provd"
 HOPS = 6
 FAULTS = Path(__file__).with_name("faults.py")
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
+IPV6_LOOPBACK = "[::1]"
 
 
 class PeerStartError(RuntimeError):
@@ -69,6 +71,7 @@ class AccessLogEntry:
     connection_requests: int
     ssl_client_verify: str  # "SUCCESS", "NONE", "FAILED:…", "" on plain HTTP
     remote_user: str
+    remote_addr: str = ""  # $remote_addr: "127.0.0.1", "::1", "2001:db8:7b::50" (the family the request came over)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,10 @@ class HttpPeers:
     digest_url: str  # lighttpd, Digest (MD5) for digest_user/digest_password
     basic_url: str  # nginx, Basic for the same user/password
     fault_url: str  # the fault server
+    http6_url: str  # the http_url server on [::1] ("http://[::1]:PORT"); also /to6/{http,https}/PORT/PATH →
+    # 302 to http(s)://[::1]:PORT/PATH on every nginx port
+    https6_url: str  # the https_url server on [::1]; its certificate names ::1 as well
+    basic6_url: str  # the basic_url server on [::1]
     ca_file: Path
     client_cert: Path
     client_key: Path
@@ -136,6 +143,9 @@ class Served:
     digest_url: str
     fault_file_url: str  # fault server /file/<dir>/: counts requests per path, strong ETags
     fault_url: str  # fault server /<dir>/: prefix for fault routes, e.g. fault_url + "slow?ms=50"
+    http6_url: str = ""  # http_url, https_url, basic_url over IPv6 loopback: "http://[::1]:PORT/<dir>/"
+    https6_url: str = ""
+    basic6_url: str = ""
 
     def write(self, relpath: str, content: str | bytes) -> Path:
         """Write a file atomically (no peer sees it half-written), with new validators if it existed.
@@ -168,7 +178,9 @@ def served(http_peers: HttpPeers, request: pytest.FixtureRequest) -> Served:
     return Served(path=path, http_url=f"{http_peers.http_url}/{name}/", https_url=f"{http_peers.https_url}/{name}/",
                   mtls_url=f"{http_peers.mtls_url}/{name}/", basic_url=f"{http_peers.basic_url}/{name}/",
                   digest_url=f"{http_peers.digest_url}/{name}/",
-                  fault_file_url=f"{http_peers.fault_url}/file/{name}/", fault_url=f"{http_peers.fault_url}/{name}/")
+                  fault_file_url=f"{http_peers.fault_url}/file/{name}/", fault_url=f"{http_peers.fault_url}/{name}/",
+                  http6_url=f"{http_peers.http6_url}/{name}/", https6_url=f"{http_peers.https6_url}/{name}/",
+                  basic6_url=f"{http_peers.basic6_url}/{name}/")
 
 
 @contextlib.contextmanager
@@ -193,13 +205,15 @@ def running_http_peers(base: Path) -> Iterator[HttpPeers]:
             root=dirs.root, http_url=_origin("http", http), https_url=_origin("https", https),
             https_wrong_host_url=_origin("https", wrong), mtls_url=_origin("https", mtls),
             digest_url=_origin("http", lighttpd_port), basic_url=_origin("http", basic),
-            fault_url=_origin("http", fault_port), ca_file=certs.ca, client_cert=certs.client_cert,
+            fault_url=_origin("http", fault_port), http6_url=_origin("http", http, IPV6_LOOPBACK),
+            https6_url=_origin("https", https, IPV6_LOOPBACK), basic6_url=_origin("http", basic, IPV6_LOOPBACK),
+            ca_file=certs.ca, client_cert=certs.client_cert,
             client_key=certs.client_key, digest_user=USER, digest_password=PASSWORD,
             nginx_access_log=dirs.logs / "nginx-access.log")
 
 
-def _origin(scheme: str, port: int) -> str:
-    return f"{scheme}://127.0.0.1:{port}"
+def _origin(scheme: str, port: int, host: str = "127.0.0.1") -> str:
+    return f"{scheme}://{host}:{port}"
 
 
 class _Dirs:
@@ -227,7 +241,7 @@ def _make_certs(etc: Path) -> _Certs:
     ca = trustme.CA(organization_name="provd test CA")
     ca.cert_pem.write_to_path(str(etc / "ca.pem"))
     paths: list[Path] = []
-    for name, identities in (("server", ("127.0.0.1", "localhost")), ("wrong", ("wrong.example",)),
+    for name, identities in (("server", ("127.0.0.1", "localhost", "::1")), ("wrong", ("wrong.example",)),
                              ("client", ("client.provd.test",))):
         leaf = ca.issue_cert(*identities)
         (etc / f"{name}.pem").write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
@@ -287,7 +301,7 @@ _LOG_FORMAT = (
     '"user_agent":"$http_user_agent",'
     '"if_none_match":"$http_if_none_match","if_modified_since":"$http_if_modified_since",'
     '"connection":$connection,"connection_requests":$connection_requests,'
-    '"ssl_client_verify":"$ssl_client_verify","remote_user":"$remote_user"}'
+    '"ssl_client_verify":"$ssl_client_verify","remote_user":"$remote_user","remote_addr":"$remote_addr"}'
 )
 
 
@@ -299,6 +313,7 @@ def _nginx_locations() -> str:
         location = /status/429 {{ add_header Retry-After 3 always; return 429 "too many requests\\n"; }}
         location = /redirect/1 {{ return 302 /hello.xml; }}
         location = /goto {{ return 302 $arg_to; }}
+        location ~ ^/to6/(https?)/([0-9]+)(/.*)$ {{ return 302 $1://[::1]:$2$3; }}
 {hops}        location = /hops/0 {{ default_type application/xml; return 200 "<keys/>"; }}
 """
 
@@ -307,9 +322,10 @@ def _nginx_conf(dirs: _Dirs, certs: _Certs, ports: list[int], new_http2: bool) -
     http, https, wrong, mtls, basic = ports
     locations = _nginx_locations()
 
-    def tls_server(port: int, cert: Path, key: Path, extra: str = "") -> str:
-        listen = f"listen 127.0.0.1:{port} ssl;\n        http2 on;" if new_http2 else \
-            f"listen 127.0.0.1:{port} ssl http2;"
+    def tls_server(port: int, cert: Path, key: Path, extra: str = "", *, ipv6: bool = False) -> str:
+        hosts = ["127.0.0.1", "[::1]"] if ipv6 else ["127.0.0.1"]
+        listen = "\n        ".join(f"listen {host}:{port} ssl;" for host in hosts) + "\n        http2 on;" \
+            if new_http2 else "\n        ".join(f"listen {host}:{port} ssl http2;" for host in hosts)
         return f"""    server {{
         {listen}
         ssl_certificate {cert};
@@ -340,11 +356,14 @@ http {{
     keepalive_requests 1000;
     server {{
         listen 127.0.0.1:{http};
+        listen [::1]:{http};
 {locations}    }}
     server {{
         listen 127.0.0.1:{basic};
+        listen [::1]:{basic};
 {basic_extra}{locations}    }}
-{tls_server(https, certs.server_cert, certs.server_key)}{tls_server(wrong, certs.wrong_cert, certs.wrong_key)}\
+{tls_server(https, certs.server_cert, certs.server_key, ipv6=True)}\
+{tls_server(wrong, certs.wrong_cert, certs.wrong_key)}\
 {tls_server(mtls, certs.server_cert, certs.server_key, mtls_extra)}}}
 """
 
@@ -464,7 +483,7 @@ def _spawn(name: str, argv: list[str], log: Path, *, extra_logs: list[Path] | No
 
 
 def _listening_ports(pid: int) -> set[int]:
-    """The TCP ports process `pid` holds a listening IPv4 socket on (Linux /proc: fd inodes ∩ /proc/net/tcp)."""
+    """The TCP ports process `pid` holds a listening socket on (Linux /proc: fd inodes ∩ /proc/net/tcp{,6})."""
     inodes = set()
     with contextlib.suppress(OSError):  # the process may be gone: the caller polls its exit
         for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -473,8 +492,10 @@ def _listening_ports(pid: int) -> set[int]:
                 if target.startswith("socket:["):
                     inodes.add(target[len("socket:["):-1])
     ports = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()  # sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-        if fields[3] == "0A" and fields[9] in inodes:  # 0A = TCP_LISTEN
-            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):  # tcp6: a kernel without IPv6
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()  # sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A = TCP_LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     return ports

@@ -347,6 +347,8 @@ class RedirectServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], context: ssl.SSLContext, behaviour_path: str,
                  log_path: str) -> None:
+        if ":" in address[0]:  # an IPv6 address: socketserver reads the family before it creates the socket
+            self.address_family = socket.AF_INET6
         super().__init__(address, RedirectHandler)
         self.context = context
         self.behaviour_path = behaviour_path

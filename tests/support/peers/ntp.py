@@ -2,13 +2,16 @@
 
 Owns its config, pid and drift files (in the pair's workdir) and its process. Run with `-x`, so it never
 touches the host clock, `-d` (foreground), `-u root` (no drop to _chrony, which could not write the workdir);
-`cmdport 0` + `bindcmdaddress /`: no command sockets, nothing created under /run/chrony.
+`cmdport 0` + `bindcmdaddress /`: no command sockets, nothing created under /run/chrony. In a pair with IPv6
+(`netns6`, `netns_dual`) it serves on the server's IPv6 address too (chrony takes one `bindaddress` per family).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Protocol
 import pytest
 
 from tests.support.peers.http import PeerStartError
-from tests.support.peers.netns import NetnsPair, NsProcess, Side
+from tests.support.peers.netns import Ipv6, NetnsPair, NsProcess, Side
 
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 
@@ -29,6 +32,7 @@ class NtpServer:
     synced: bool
     config: Path
     process: NsProcess
+    ip6: str | None = None  # the server's IPv6 address when the pair has IPv6 (chrony answers there too)
 
     @property
     def startup_s(self) -> float | None:
@@ -53,11 +57,13 @@ def start_ntp_server(pair: NetnsPair, *, synced: bool = True, port: int = 123) -
     pid = pair.unique_path("chronyd.pid")
     pid.unlink()  # chronyd refuses to start while its pid file names a running chronyd; a fresh name is safer
     drift = pair.unique_path("chrony.drift")
+    ip6 = pair.server_ip6 if pair.ipv6 is not Ipv6.OFF else None
+    v6 = f"allow {ipaddress.ip_network(f'{pair.client_ip6}/64', strict=False)}\nbindaddress {ip6}\n" if ip6 else ""
     config.write_text(f"""# tests/support/peers/ntp.py: chronyd in {pair.server_ns}
 {"local stratum 8" if synced else "# no local reference: unsynchronised"}
 allow {ipaddress.ip_network(f"{pair.client_ip}/{pair.prefix}", strict=False)}
 bindaddress {pair.server_ip}
-port {port}
+{v6}port {port}
 cmdport 0
 bindcmdaddress /
 pidfile {pid}
@@ -65,7 +71,27 @@ driftfile {drift}
 """)
     process = pair.start(Side.SERVER, "chronyd", [chronyd, "-x", "-d", "-u", "root", "-f", str(config)])
     process.wait_bound("udp", port)
-    return NtpServer(ip=pair.server_ip, port=port, synced=synced, config=config, process=process)
+    if ip6 is not None:
+        process.wait_until(lambda: port in _udp6_ports(process.pid), f"bound to [{ip6}]:{port}")
+    return NtpServer(ip=pair.server_ip, port=port, synced=synced, config=config, process=process, ip6=ip6)
+
+
+def _udp6_ports(pid: int) -> set[int]:
+    """Local ports of `pid`'s IPv6 UDP sockets (netns.bound_ports reads the IPv4 table only)."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:["):-1])
+    ports = set()
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/net/udp6").read_text().splitlines()[1:]:
+            fields = line.split()  # sl local_address rem_address st … inode
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 @pytest.fixture

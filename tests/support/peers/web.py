@@ -1,5 +1,7 @@
 """HTTP(S) peers in the server namespace: the Redirect Service (HTTPS, `nettools.py redirect`) and nginx serving
-provisioning files on port 8080, so discovery → fetch → apply runs entirely inside the namespaces.
+provisioning files on port 8080, so discovery → fetch → apply runs entirely inside the namespaces. In a pair
+with IPv6, nginx listens on the server's IPv6 address too (`ProvHttp.url6`), and the Redirect Service can be
+started on it instead (`ipv6=True`: `https://[2001:db8:7b::1]`).
 
 Owns their certificates, configs, logs and processes (stopped by PID). The Redirect Service's behaviour is a JSON
 file it re-reads per request, so a test changes it without a restart; every request is logged before the answer.
@@ -21,7 +23,7 @@ import pytest
 import trustme
 
 from tests.support.peers.http import _LOG_FORMAT, AccessLogEntry, _nginx_binary
-from tests.support.peers.netns import NetnsPair, NsProcess, Side, nettools_argv
+from tests.support.peers.netns import Ipv6, NetnsPair, NsProcess, Side, nettools_argv
 
 REDIRECT_PORT = 443
 PROV_HTTP_PORT = 8080
@@ -42,9 +44,10 @@ class RedirectRequest:
 
 @dataclass(frozen=True)
 class RedirectService:
-    """HTTPS on the server address, port 443, certificate for that address from the test CA (`ca_file`)."""
+    """HTTPS on the server address (or its IPv6 address), port 443, certificate for that address from the test
+    CA (`ca_file`)."""
 
-    origin: str  # "https://10.123.0.1"
+    origin: str  # "https://10.123.0.1", "https://[2001:db8:7b::1]"
     ca_file: Path
     behaviour_file: Path
     request_log: Path
@@ -89,15 +92,19 @@ def _write_behaviour(path: Path, status: int, body: str, delay_s: float, content
 
 class RedirectServiceFactory(Protocol):
     def __call__(self, status: int = 200, body: str = "", *, delay_s: float = 0.0,
-                 content_type: str = "text/plain") -> RedirectService:
-        """Start the Redirect Service answering as `RedirectService.set` describes; change it with `.set(…)`."""
+                 content_type: str = "text/plain", ipv6: bool = False) -> RedirectService:
+        """Start the Redirect Service answering as `RedirectService.set` describes; change it with `.set(…)`.
+        `ipv6`: on the server's IPv6 address only (the pair must have IPv6)."""
         ...
 
 
 def start_redirect_service(pair: NetnsPair, status: int = 200, body: str = "", *, delay_s: float = 0.0,
-                           content_type: str = "text/plain") -> RedirectService:
+                           content_type: str = "text/plain", ipv6: bool = False) -> RedirectService:
+    if ipv6 and pair.ipv6 is Ipv6.OFF:
+        raise ValueError("an IPv6 Redirect Service needs a pair with IPv6 (netns6, netns_dual)")
+    address = pair.server_ip6 if ipv6 else pair.server_ip
     ca = trustme.CA(organization_name="provd redirect test CA")
-    leaf = ca.issue_cert(pair.server_ip)  # an IP SAN: provd reaches the service by address in the namespaces
+    leaf = ca.issue_cert(address)  # an IP SAN: provd reaches the service by address in the namespaces
     ca_file = pair.unique_path("redirect-ca.pem")
     ca.cert_pem.write_to_path(str(ca_file))
     cert, key = pair.unique_path("redirect.pem"), pair.unique_path("redirect.key")
@@ -106,12 +113,12 @@ def start_redirect_service(pair: NetnsPair, status: int = 200, body: str = "", *
     log = pair.unique_path("redirect-requests.jsonl")
     behaviour = pair.unique_path("redirect-behaviour.json")
     _write_behaviour(behaviour, status, body, delay_s, content_type)
-    argv = nettools_argv("redirect", "--bind", pair.server_ip, "--port", str(REDIRECT_PORT), "--cert", str(cert),
+    argv = nettools_argv("redirect", "--bind", address, "--port", str(REDIRECT_PORT), "--cert", str(cert),
                          "--key", str(key), "--behaviour", str(behaviour), "--log", str(log))
     process = pair.start(Side.SERVER, "redirect", argv, ready_line=True)
     process.wait_line("ready")
-    return RedirectService(origin=f"https://{pair.server_ip}", ca_file=ca_file, behaviour_file=behaviour,
-                           request_log=log, process=process)
+    origin = f"https://[{address}]" if ipv6 else f"https://{address}"
+    return RedirectService(origin=origin, ca_file=ca_file, behaviour_file=behaviour, request_log=log, process=process)
 
 
 @pytest.fixture
@@ -131,6 +138,7 @@ class ProvHttp:
     url: str  # ends in "/"
     access_log_path: Path
     process: NsProcess
+    url6: str = ""  # "http://[2001:db8:7b::1]:8080/" in a pair with IPv6: the same server
 
     @property
     def startup_s(self) -> float | None:
@@ -173,7 +181,9 @@ def start_prov_http(pair: NetnsPair) -> ProvHttp:
     conf = base / "nginx.conf"
     temp = "\n".join(f"    {kind}_temp_path {tmp / kind};" for kind in
                      ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    # One process (no master/workers): the PID started is the whole server. Bound to the server address only.
+    # One process (no master/workers): the PID started is the whole server. Bound to the server address only
+    # (and its IPv6 address, in a pair with IPv6).
+    listen6 = f"        listen [{pair.server_ip6}]:{PROV_HTTP_PORT};\n" if pair.ipv6 is not Ipv6.OFF else ""
     conf.write_text(f"""daemon off;
 master_process off;
 pid {tmp / "nginx.pid"};
@@ -189,14 +199,15 @@ http {{
     server_tokens off;
     server {{
         listen {pair.server_ip}:{PROV_HTTP_PORT};
-    }}
+{listen6}    }}
 }}
 """)
     process = pair.start(Side.SERVER, "nginx", [_nginx_binary(), "-p", str(tmp), "-c", str(conf), "-e",
                                                 str(error_log)], extra_logs=[error_log])
     process.wait_bound("tcp", PROV_HTTP_PORT)
+    url6 = f"http://[{pair.server_ip6}]:{PROV_HTTP_PORT}/" if pair.ipv6 is not Ipv6.OFF else ""
     return ProvHttp(root=root, url=f"http://{pair.server_ip}:{PROV_HTTP_PORT}/", access_log_path=access_log,
-                    process=process)
+                    process=process, url6=url6)
 
 
 @pytest.fixture
