@@ -35,6 +35,11 @@ def test_option43(raw: bytes, expected: dict[int, str]) -> None:
     ("http://p//", "//a", "http://p/a"),
     ("", "a.xml", None),
     ("", "", None),
+    ("2001:db8::1", "a.xml", "[2001:db8::1]/a.xml"),  # a bare IPv6 server gets its brackets
+    ("http://2001:db8::1/", "a.xml", "http://[2001:db8::1]/a.xml"),
+    ("http://[2001:db8::1]:8080", "a.xml", "http://[2001:db8::1]:8080/a.xml"),
+    ("2001:db8::1:8080", "a.xml", "[2001:db8::1:8080]/a.xml"),  # no port can follow a bare address: all address
+    ("fe80::1", "", "[fe80::1]"),
 ])
 def test_join(base: str, path: str, expected: str | None) -> None:
     assert join(base, path) == expected

@@ -11,6 +11,7 @@ without a scheme is tried as https, then http.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -103,7 +104,10 @@ def url_from_answer(answer: DhcpAnswer) -> DhcpUrl:
 
 
 def join(base: str, path: str) -> str | None:
-    """66 + 67 with exactly one `/` between them (docs/protocols.md §3.4)."""
+    """66 + 67 with exactly one `/` between them (docs/protocols.md §3.4). A server given as a bare IPv6
+    address (`2001:db8::1`, `http://2001:db8::1/`: what an administrator types into option 66 or DHCPv6's
+    0x42) gets its brackets, the only form a URL can carry it in."""
+    base = _bracket_ipv6(base)
     if not base and not path:
         return None
     if path and _SCHEME.match(path):
@@ -113,6 +117,18 @@ def join(base: str, path: str) -> str | None:
     if not path:
         return base
     return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def _bracket_ipv6(base: str) -> str:
+    scheme, sep, rest = base.partition("://")
+    if not sep:
+        scheme, rest = "", base
+    host, slash, tail = rest.partition("/")
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return base
+    return f"{scheme}{sep}[{host}]{slash}{tail}"
 
 
 def _opt(value: bytes | None) -> str:
