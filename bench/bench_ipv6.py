@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -67,6 +68,7 @@ def outer(runs: int) -> int:
     from tests.support.peers.web import start_prov_http
 
     work = Path(tempfile.mkdtemp(prefix="provd-bench-ipv6-"))
+    versions = itertools.count(1)
 
     def phone(pair: NetnsPair, name: str, *, dhcp: str, ntp: list[str]) -> str:
         cfg = work / f"{name}.yaml"
@@ -92,7 +94,9 @@ def outer(runs: int) -> int:
         from tests.support.peers.web import ProvHttp
 
         assert isinstance(prov, ProvHttp)
-        prov.write(f"v6/{pair.client_mac_marker}.xml", KEYS.format(label=label))  # a change every run
+        path = prov.write(f"v6/{pair.client_mac_marker}.xml", KEYS.format(label=label))  # a change every run
+        stamp = time.time() - 1000 + next(versions)  # a new mtime each time: nginx's ETag is mtime and size
+        os.utime(path, (stamp, stamp))
         started = time.monotonic()
         result = pair.run_in_client([sys.executable, "-m", "provd", "--config", cfg, "start", "--json"], timeout=60)
         elapsed = (time.monotonic() - started) * 1000
@@ -104,7 +108,7 @@ def outer(runs: int) -> int:
         (work / sub).mkdir()
     with running_netns(work / "v4") as pair:
         start_ntp_server(pair)
-        start_dhcp_server(pair, "isc")
+        start_dhcp_server(pair, "isc", ntp=True)  # option 42 names chrony, as option 56 does for DHCPv6
         cfg = phone(pair, "dhcp4", dhcp="inform", ntp=[])
         v4 = [discovery_ms(pair, cfg) for _ in range(runs)]
     with running_netns(work / "v6", Ipv6.ONLY) as pair:
