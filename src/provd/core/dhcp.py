@@ -58,7 +58,7 @@ def parse_option43(raw: bytes) -> tuple[dict[int, str], list[str]]:
         if len(value) < length:
             notes.append(f"option 43 sub-option 0x{code:02x} truncated: {len(value)} of {length} bytes")
             break
-        text = _text(value)
+        text = text_value(value)
         if text is None and code in (SUB_SERVER, SUB_FILE):
             notes.append(f"option 43 sub-option 0x{code:02x} is not text")
         elif text is not None:
@@ -67,7 +67,9 @@ def parse_option43(raw: bytes) -> tuple[dict[int, str], list[str]]:
     return subs, notes
 
 
-def _text(value: bytes) -> str | None:
+def text_value(value: bytes) -> str | None:
+    """An option's text as DHCP servers send it (option 43/17 sub-options, 66, 67, 59): up to the first NUL,
+    UTF-8, no control characters, stripped; None when it is not text."""
     value = value.split(b"\x00", 1)[0]
     try:
         text = value.decode("utf-8")
@@ -134,7 +136,7 @@ def _bracket_ipv6(base: str) -> str:
 def _opt(value: bytes | None) -> str:
     if not value:
         return ""
-    return _text(value) or ""
+    return text_value(value) or ""
 
 
 def _first(*pairs: tuple[str | None, str]) -> tuple[str, str]:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from provd.core.dhcp import SUB_FILE, SUB_SERVER, DhcpUrl, join
+from provd.core.dhcp import SUB_FILE, SUB_SERVER, DhcpUrl, join, text_value
 
 CLIENT_PORT = 546
 SERVER_PORT = 547
@@ -267,16 +267,6 @@ def _fqdn(data: bytes) -> str | None:
     return ".".join(labels) if i == len(data) - 1 and labels else None
 
 
-def _text(value: bytes) -> str | None:
-    """The same reading as option 43's text (core.dhcp): up to the first NUL, UTF-8, no control characters."""
-    value = value.split(b"\x00", 1)[0]
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
-        return None
-    return text.strip()
 
 
 def url_from_answer(answer: Dhcp6Answer, *, enterprise: int) -> DhcpUrl:
@@ -297,7 +287,7 @@ def url_from_answer(answer: Dhcp6Answer, *, enterprise: int) -> DhcpUrl:
         bad = False
         for code, value in subs:
             if code in (SUB_SERVER, SUB_FILE) and code not in texts:
-                text = _text(value)
+                text = text_value(value)
                 if text is None:
                     notes.append(f"option 17 (enterprise {number}) sub-option 0x{code:02x} is not text")
                     bad = True
@@ -318,7 +308,7 @@ def url_from_answer(answer: Dhcp6Answer, *, enterprise: int) -> DhcpUrl:
             break
         notes.append(f"option 17 (enterprise {number}): a file without a server is no URL")
     if joined is None and answer.boot_file_url is not None:
-        text = _text(answer.boot_file_url)
+        text = text_value(answer.boot_file_url)
         if not text:
             notes.append("option 59 is empty or not text: ignored")
         else:

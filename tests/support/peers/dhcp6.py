@@ -9,10 +9,8 @@ bytes here are built by hand, never by provd's codec: the bench is the independe
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.peers.http import PeerStartError
-from tests.support.peers.netns import NetnsPair, NsProcess, Side, nettools_argv
+from tests.support.peers.netns import NetnsPair, NsProcess, Side, bound_ports, nettools_argv
 
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 ENTERPRISE = 34567  # the bench's default option-17 enterprise number (any will do: provd's default reads any)
@@ -165,24 +163,6 @@ class Dhcp6Server:
         self.process.stop()
 
 
-def _udp6_ports(pid: int) -> set[int]:
-    """Local ports of `pid`'s IPv6 UDP sockets (/proc/PID/net/udp6: the table of its own namespace)."""
-    inodes: set[str] = set()
-    with contextlib.suppress(OSError):
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(target[len("socket:["):-1])
-    ports: set[int] = set()
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/net/udp6").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[9] in inodes:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
 class Dhcp6Servers:
     """The `dhcp6_server` fixture: `dhcp6_server(boot_file_url=…, vendors=[Vendor(…)], ntp=…, sntp=[…])` starts ISC
     dhcpd -6; `dhcp6_server.scripted([ScriptedReply(…), …])` the responder. One at a time (both need UDP 547)."""
@@ -206,7 +186,7 @@ class Dhcp6Servers:
         pid.unlink()
         process = self.pair.start(Side.SERVER, "dhcpd6", [dhcpd, "-6", "-f", "-d", "-cf", str(config), "-lf",
                                                           str(leases), "-pf", str(pid), self.pair.server_if])
-        process.wait_until(lambda: 547 in _udp6_ports(process.pid), "bound to UDP6 547")
+        process.wait_until(lambda: 547 in bound_ports(process.pid, "udp6"), "bound to UDP6 547")
         return Dhcp6Server(config=config, process=process)
 
     def scripted(self, replies: Sequence[ScriptedReply], *, answer_from: int = 1) -> Dhcp6Server:

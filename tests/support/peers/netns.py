@@ -96,14 +96,15 @@ def _socket_inodes(pid: int) -> set[str]:
 
 
 def bound_ports(pid: int, proto: str) -> set[int]:
-    """Local ports of `pid`'s IPv4 sockets: `proto` "udp" (any bound socket) or "tcp" (listening only).
-    /proc/PID/net/* shows the table of the process's own network namespace, not the caller's."""
+    """Local ports of `pid`'s sockets: `proto` "udp" / "udp6" (any bound socket) or "tcp" / "tcp6" (listening
+    only), IPv4 or IPv6. /proc/PID/net/* shows the table of the process's own network namespace, not the
+    caller's."""
     inodes = _socket_inodes(pid)
     ports = set()
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/net/{proto}").read_text().splitlines()[1:]:
             fields = line.split()  # sl local_address rem_address st … inode
-            if fields[9] in inodes and (proto == "udp" or fields[3] == "0A"):  # 0A = TCP_LISTEN
+            if fields[9] in inodes and (proto.startswith("udp") or fields[3] == "0A"):  # 0A = TCP_LISTEN
                 ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
 
@@ -360,12 +361,14 @@ class NetnsPair:
         subprocess.run([IP, "-n", self.server_ns, "addr", "add", f"{ip}/{self.prefix}", "dev", self.server_if],
                        check=True, capture_output=True)
 
-    def capture(self, ports: Iterable[int] = (), side: Side = Side.SERVER) -> Capture:
-        """Record every UDP datagram to or from `ports` (all UDP when empty) on one side's veth, from now until
-        teardown (`nettools.py capture`, an AF_PACKET socket: sees what arrives before any server reads it)."""
+    def capture(self, ports: Iterable[int] = (), side: Side = Side.SERVER, family: int | None = None) -> Capture:
+        """Record every UDP datagram to or from `ports` (all UDP when empty) on one side's veth, IPv4 and IPv6
+        (`family` 4 or 6: that one only), from now until teardown (`nettools.py capture`, an AF_PACKET
+        socket: sees what arrives before any server reads it)."""
         path = self.unique_path(f"capture-{side.value}.jsonl")
         argv = nettools_argv("capture", "--iface", self.server_if if side is Side.SERVER else self.client_if,
-                             "--out", str(path), *(f"--port={port}" for port in ports))
+                             "--out", str(path), *(f"--port={port}" for port in ports),
+                             *([f"--family={family}"] if family else []))
         recorder = self.start(side, f"capture-{side.value}", argv, ready_line=True)
         recorder.wait_line("ready")
         return Capture(path)
@@ -453,28 +456,26 @@ def _delete_netns(*names: str) -> None:
         subprocess.run([IP, "netns", "del", name], capture_output=True, check=False)
 
 
+def _pair(tmp_path_factory: pytest.TempPathFactory, ipv6: Ipv6) -> Iterator[NetnsPair]:
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    with running_netns(tmp_path_factory.mktemp("netns"), ipv6) as pair:
+        yield pair
+
+
 @pytest.fixture
 def netns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsPair]:
     """A fresh namespace pair per test (see `NetnsPair`); requires root."""
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    with running_netns(tmp_path_factory.mktemp("netns")) as pair:
-        yield pair
+    yield from _pair(tmp_path_factory, Ipv6.OFF)
 
 
 @pytest.fixture
 def netns6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsPair]:
     """A pair whose client has IPv6 only (Ipv6.ONLY); requires root."""
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    with running_netns(tmp_path_factory.mktemp("netns"), Ipv6.ONLY) as pair:
-        yield pair
+    yield from _pair(tmp_path_factory, Ipv6.ONLY)
 
 
 @pytest.fixture
 def netns_dual(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsPair]:
     """A dual-stack pair (Ipv6.DUAL); requires root."""
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    with running_netns(tmp_path_factory.mktemp("netns"), Ipv6.DUAL) as pair:
-        yield pair
+    yield from _pair(tmp_path_factory, Ipv6.DUAL)

@@ -76,7 +76,8 @@ def sip_response(data: bytes, status: int, reason: str | None = None, to_tag: st
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    """Append one JSON line per IPv4/UDP datagram to or from --port on --iface, incoming and outgoing."""
+    """Append one JSON line per UDP datagram (IPv4 and IPv6, or --family's only) to or from --port on --iface,
+    incoming and outgoing; `ttl` is IPv4's TTL or IPv6's hop limit."""
     ports = set(args.port)
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.bind((args.iface, 0))
@@ -86,12 +87,12 @@ def cmd_capture(args: argparse.Namespace) -> int:
             frame, address = sock.recvfrom(65535)
             now = time.monotonic()
             if frame[12:14] == b"\x86\xdd":  # IPv6: see udp6_record in the DHCPv6 block at the end
-                record = udp6_record(frame, ports)
+                record = udp6_record(frame, ports) if args.family != 4 else None
                 if record is not None:
                     out.write(json.dumps({"time": now, "outgoing": address[2] == PACKET_OUTGOING, **record}) + "\n")
                     out.flush()
                 continue
-            if len(frame) < 42 or frame[12:14] != b"\x08\x00":  # IPv4 only
+            if len(frame) < 42 or frame[12:14] != b"\x08\x00" or args.family == 6:
                 continue
             ip = frame[14:]
             ihl = (ip[0] & 0x0F) * 4
@@ -398,6 +399,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--iface", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--port", type=int, action="append", default=[])
+    p.add_argument("--family", type=int, choices=(4, 6))
     p.set_defaults(run=cmd_capture)
     p = sub.add_parser("dhcp-inform")
     p.add_argument("--iface", required=True)
@@ -457,37 +459,6 @@ def main(argv: list[str]) -> int:
 
 
 # --- IPv6 multicast PnP: the wire recorder and a responder (issue 10) ----------------------------------------
-
-
-ETH_P_IPV6 = b"\x86\xdd"
-
-
-def cmd_capture6(args: argparse.Namespace) -> int:
-    """`capture` for IPv6: one JSON line per IPv6/UDP datagram to or from --port on --iface, in the same shape
-    (`ttl` is the IPv6 hop limit, header byte 7). Only UDP as the first next header: a SUBSCRIBE, a NOTIFY or a
-    200 carries no extension headers (MLD reports do, and are not UDP)."""
-    ports = set(args.port)
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    sock.bind((args.iface, 0))
-    ready()
-    with open(args.out, "a", encoding="ascii") as out:
-        while True:
-            frame, address = sock.recvfrom(65535)
-            now = time.monotonic()
-            if len(frame) < 62 or frame[12:14] != ETH_P_IPV6:
-                continue
-            ip = frame[14:]
-            if ip[6] != 17:  # next header: UDP
-                continue
-            udp = ip[40:40 + struct.unpack("!H", ip[4:6])[0]]
-            sport, dport, length = struct.unpack("!HHH", udp[:6])
-            if ports and sport not in ports and dport not in ports:
-                continue
-            out.write(json.dumps({"time": now, "outgoing": address[2] == PACKET_OUTGOING,
-                                  "src": socket.inet_ntop(socket.AF_INET6, ip[8:24]), "sport": sport,
-                                  "dst": socket.inet_ntop(socket.AF_INET6, ip[24:40]), "dport": dport,
-                                  "ttl": ip[7], "payload": udp[8:length].hex()}) + "\n")
-            out.flush()
 
 
 def cmd_pnp6_respond(args: argparse.Namespace) -> int:
@@ -559,11 +530,6 @@ def cmd_pnp6_respond(args: argparse.Namespace) -> int:
 
 def add_ipv6_pnp_commands(sub: Any) -> None:
     """The subcommands above, registered by `main`."""
-    p = sub.add_parser("capture6")
-    p.add_argument("--iface", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--port", type=int, action="append", default=[])
-    p.set_defaults(run=cmd_capture6)
     p = sub.add_parser("pnp6-respond")
     p.add_argument("--iface", required=True)
     p.add_argument("--group", required=True)

@@ -8,10 +8,8 @@ touches the host clock, `-d` (foreground), `-u root` (no drop to _chrony, which 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import ipaddress
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Protocol
 import pytest
 
 from tests.support.peers.http import PeerStartError
-from tests.support.peers.netns import Ipv6, NetnsPair, NsProcess, Side
+from tests.support.peers.netns import Ipv6, NetnsPair, NsProcess, Side, bound_ports
 
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 
@@ -72,26 +70,8 @@ driftfile {drift}
     process = pair.start(Side.SERVER, "chronyd", [chronyd, "-x", "-d", "-u", "root", "-f", str(config)])
     process.wait_bound("udp", port)
     if ip6 is not None:
-        process.wait_until(lambda: port in _udp6_ports(process.pid), f"bound to [{ip6}]:{port}")
+        process.wait_until(lambda: port in bound_ports(process.pid, "udp6"), f"bound to [{ip6}]:{port}")
     return NtpServer(ip=pair.server_ip, port=port, synced=synced, config=config, process=process, ip6=ip6)
-
-
-def _udp6_ports(pid: int) -> set[int]:
-    """Local ports of `pid`'s IPv6 UDP sockets (netns.bound_ports reads the IPv4 table only)."""
-    inodes = set()
-    with contextlib.suppress(OSError):
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(target[len("socket:["):-1])
-    ports = set()
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/net/udp6").read_text().splitlines()[1:]:
-            fields = line.split()  # sl local_address rem_address st … inode
-            if fields[9] in inodes:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
 
 
 @pytest.fixture

@@ -261,13 +261,9 @@ PNP_GROUP6 = "ff02::175"  # IANA FF0X::175 "all SIP servers", link scope: provd'
 
 
 def capture6(pair: NetnsPair, side: Side = Side.SERVER) -> Capture:
-    """`pair.capture()` for IPv6/UDP (`nettools.py capture6`): every datagram on one side's veth from now on, in
-    the same `WirePacket` shape (`ttl` = the hop limit)."""
-    path = pair.unique_path(f"capture6-{side.value}.jsonl")
-    argv = nettools_argv("capture6", "--iface", pair.server_if if side is Side.SERVER else pair.client_if,
-                         "--out", str(path))
-    pair.start(side, f"capture6-{side.value}", argv, ready_line=True).wait_line("ready")
-    return Capture(path)
+    """`pair.capture()` of the IPv6/UDP datagrams only: every one on one side's veth from now on, in the same
+    `WirePacket` shape (`ttl` = the hop limit)."""
+    return pair.capture(side=side, family=6)
 
 
 def join_group6(pair: NetnsPair, group: str = PNP_GROUP6) -> None:
