@@ -46,6 +46,7 @@ class Trigger(Enum):
     RETRY = "retry"
     APPLY = "apply"  # provd apply FILE: manual restore
     ROLLBACK = "rollback"
+    AUTO_ROLLBACK = "auto-rollback"  # the health gate's own rollback (docs/design.md §10)
     FACTORY = "factory"  # the store's first generation: factory defaults
 
 
