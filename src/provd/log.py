@@ -22,8 +22,9 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 
 # sd-daemon(3) priorities; anything above ERROR (CRITICAL) is still an error to an administrator.
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3}
-# "scheme://user:secret@" → "scheme://user:***@": a safety net behind the redact() every call site does.
-_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^/\s@]*@")
+# "scheme://user:secret@" → "scheme://user:***@": a safety net behind the redact() every call site does. The
+# secret runs to the authority's last "@" (a raw "@" in it is invalid, but must not leave half of it shown).
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^/\s]*@")
 _BREAKS = re.compile(r"\s*[\r\n]+\s*")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 

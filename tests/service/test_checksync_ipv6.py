@@ -130,6 +130,7 @@ def test_a_malformed_allowlist_entry_is_ignored_and_reported_once(tmp_path: Path
                                                                   allow: tuple[str, ...]) -> None:
     accept = "::1" in allow
     with listening_daemon(tmp_path, served, "::1", *allow) as (daemon, port):
+        wait_until(lambda: "'::1/129'" in daemon_log(tmp_path), 5.0, "the warning at start, before any NOTIFY")
         first = sipp_check_sync_loopback(tmp_path, "::1", port, from_ip="::1")
         assert first.status == (200 if accept else 403), first.output
         if accept:

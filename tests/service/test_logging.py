@@ -318,6 +318,10 @@ def test_flood_limiter_table_is_bounded() -> None:
     pytest.param("fetch https://u:pw@h:8/x failed", "fetch https://u:***@h:8/x failed", id="password"),
     pytest.param("https://u:***@h/x", "https://u:***@h/x", id="already-redacted"),
     pytest.param("https://u@h/x", "https://u@h/x", id="user-only"),
+    pytest.param("https://u:p@ss@[2001:db8::1]/x", "https://u:***@[2001:db8::1]/x", id="raw-at-in-password"),
+    pytest.param("http://[2001:db8::1]:8080/a@b", "http://[2001:db8::1]:8080/a@b", id="ipv6-no-userinfo"),
+    pytest.param("a https://u:pw@h/x and https://v:qq@k/y", "a https://u:***@h/x and https://v:***@k/y",
+                 id="two-urls"),
     pytest.param("url \ud800", "url \\ud800", id="lone-surrogate"),
 ])
 def test_one_line(message: str, line: str) -> None:

@@ -110,6 +110,8 @@ class Daemon:
                 sip_transport = await open_listener(str(listen), self.door)
             _log.info("provd %s started: config %s, control socket %s, check-sync listener %s, pid %d", __version__,
                       self.config.path or "(none: defaults)", path, listen or "off", os.getpid())
+            if listen:
+                self.door.review_allowlist()  # an entry that matches nobody is said at start, not at the first NOTIFY
             async with asyncio.TaskGroup() as group:
                 self.control.start(group)
                 self.retry.start(group)

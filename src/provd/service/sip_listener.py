@@ -49,6 +49,10 @@ class CheckSyncDoor:
             self._flood_timer.cancel()
             self._flood_timer = None
 
+    def review_allowlist(self) -> None:
+        """Warn now about the stored allowlist's entries that match nobody (the daemon does at start)."""
+        self._report_ignored(self.settings.check_sync_policy())
+
     def _report_ignored(self, policy: Policy) -> None:
         """An allowlist entry that is no address or network matches nobody: said once per entry, as a warning,
         so that an administrator sees why a sender they meant to allow gets 403."""
