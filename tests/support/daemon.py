@@ -153,14 +153,8 @@ def notify_message(source: str, event: str = "check-sync", body: str = "", branc
 
 
 def send_udp(port: int, data: bytes, source: str = "127.0.0.1", timeout: float = 2.0) -> bytes | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((source, 0))
-        s.settimeout(timeout)
-        s.sendto(data, ("127.0.0.1", port))
-        try:
-            return s.recv(65535)
-        except TimeoutError:
-            return None
+    """`send_udp_to` the daemon on 127.0.0.1."""
+    return send_udp_to("127.0.0.1", port, data, source=source, timeout=timeout)
 
 
 # --- IPv6: a port free on both families, a listener at any HOST:PORT, several allowlist entries ----------------

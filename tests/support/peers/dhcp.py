@@ -99,18 +99,22 @@ class DhcpServerFactory(Protocol):
         ...
 
 
-def _binary(name: str, package: str) -> str:
+def sbin_binary(name: str, package: str) -> str:
+    """The path of a server binary (also in /usr/sbin, often not on a test's PATH); PeerStartError naming its
+    Debian package when it is missing."""
     found = shutil.which(name) or shutil.which(name, path=SBIN)
     if found is None:
         raise PeerStartError(f"{name} is not installed ({package}): run scripts/setup.sh as root (APT_PACKAGES)")
     return found
 
 
-def _isc_string(value: str) -> str:
+def isc_string(value: str) -> str:
+    """A quoted string for an ISC dhcpd configuration."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _hex(data: bytes) -> str:
+def isc_hex(data: bytes) -> str:
+    """Bytes as ISC dhcpd writes them in a configuration: colon-separated hex."""
     return ":".join(f"{byte:02x}" for byte in data)
 
 
@@ -129,23 +133,23 @@ def _isc_conf(pair: NetnsPair, served: _Served) -> str:
     net = ipaddress.ip_network(f"{pair.server_ip}/{pair.prefix}", strict=False)
     lines = []
     if served.opt66 is not None:
-        lines.append(f"option tftp-server-name {_isc_string(served.opt66)};")
+        lines.append(f"option tftp-server-name {isc_string(served.opt66)};")
     if served.opt67 is not None:
-        lines.append(f"option bootfile-name {_isc_string(served.opt67)};")
+        lines.append(f"option bootfile-name {isc_string(served.opt67)};")
     if served.file is not None:
-        lines.append(f"filename {_isc_string(served.file)};")  # the BOOTP file field, never option 67
+        lines.append(f"filename {isc_string(served.file)};")  # the BOOTP file field, never option 67
     if served.sname is not None:
-        lines.append(f"server-name {_isc_string(served.sname)};")  # the BOOTP sname field
+        lines.append(f"server-name {isc_string(served.sname)};")  # the BOOTP sname field
     if served.ntp is not None:
         lines.append(f"option ntp-servers {served.ntp};")
     vendor = ""
     if served.opt43 is not None:
-        option = f"option vendor-encapsulated-options {_hex(served.opt43)};"  # sent as is, however malformed
+        option = f"option vendor-encapsulated-options {isc_hex(served.opt43)};"  # sent as is, however malformed
         if served.opt43_vendor_prefix:
             prefix = served.opt43_vendor_prefix
             vendor = (f'class "vendor-{len(prefix)}" {{\n'
                       f"  match if substring(option vendor-class-identifier, 0, {len(prefix.encode())}) = "
-                      f"{_isc_string(prefix)};\n  {option}\n}}\n")
+                      f"{isc_string(prefix)};\n  {option}\n}}\n")
         else:
             lines.append(option)
     body = "".join(f"  {line}\n" for line in lines)
@@ -191,7 +195,7 @@ def _dnsmasq_conf(pair: NetnsPair, served: _Served, leases: Path) -> str:
         if served.opt43_vendor_prefix:
             lines.append(f"dhcp-vendorclass=set:vendor43,{served.opt43_vendor_prefix}")  # a substring match
             tag = "tag:vendor43,"
-        lines.append(f"dhcp-option={tag}43,{_hex(served.opt43)}")
+        lines.append(f"dhcp-option={tag}43,{isc_hex(served.opt43)}")
     return "# tests/support/peers/dhcp.py: dnsmasq in " + pair.server_ns + "\n" + "\n".join(lines) + "\n"
 
 
@@ -207,7 +211,7 @@ def start_dhcp_server(pair: NetnsPair, kind: DhcpKind | str = DhcpKind.ISC, *,
                      opt43_vendor_prefix=opt43_vendor_prefix,
                      ntp=pair.server_ip if ntp is True else (ntp or None))
     if kind is DhcpKind.ISC:
-        dhcpd = _binary("dhcpd", "isc-dhcp-server")
+        dhcpd = sbin_binary("dhcpd", "isc-dhcp-server")
         config = pair.unique_path("dhcpd.conf")
         config.write_text(_isc_conf(pair, served))
         leases = pair.unique_path("dhcpd.leases")  # must exist, may be empty
@@ -220,7 +224,7 @@ def start_dhcp_server(pair: NetnsPair, kind: DhcpKind | str = DhcpKind.ISC, *,
         process.wait_until(lambda: has_packet_socket(process.pid) and 67 in bound_ports(process.pid, "udp"),
                            "listening on LPF and UDP 67")
     else:
-        dnsmasq = _binary("dnsmasq", "dnsmasq-base")
+        dnsmasq = sbin_binary("dnsmasq", "dnsmasq-base")
         config = pair.unique_path("dnsmasq.conf")
         leases = pair.unique_path("dnsmasq.leases")
         config.write_text(_dnsmasq_conf(pair, served, leases))

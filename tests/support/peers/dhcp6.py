@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.peers.http import PeerStartError
+from tests.support.peers.dhcp import isc_hex, isc_string, sbin_binary
 from tests.support.peers.netns import NetnsPair, NsProcess, Side, bound_ports, nettools_argv
 
-SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 ENTERPRISE = 34567  # the bench's default option-17 enterprise number (any will do: provd's default reads any)
 
 
@@ -59,20 +57,12 @@ class Vendor:
     raw_server: bytes | None = None
 
 
-def _hex(data: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in data)
-
-
-def _isc_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _isc6_conf(pair: NetnsPair, *, boot_file_url: str | None, vendors: Sequence[Vendor], ntp: bytes | None,
                sntp: Sequence[str]) -> str:
     head: list[str] = []
     body: list[str] = []
     if boot_file_url is not None:
-        body.append(f"option dhcp6.bootfile-url {_isc_string(boot_file_url)};")
+        body.append(f"option dhcp6.bootfile-url {isc_string(boot_file_url)};")
     for n, vendor in enumerate(vendors):
         space = f"vendor{n}"
         # 2-byte codes and lengths, as option 17's sub-options are (RFC 8415 §21.17); `string`: sent as given.
@@ -82,12 +72,12 @@ def _isc6_conf(pair: NetnsPair, *, boot_file_url: str | None, vendors: Sequence[
         server = vendor.raw_server if vendor.raw_server is not None else (
             vendor.server.encode() if vendor.server is not None else None)
         if server is not None:
-            body.append(f"option {space}.server {_hex(server)};")
+            body.append(f"option {space}.server {isc_hex(server)};")
         if vendor.file is not None:
-            body.append(f"option {space}.file {_hex(vendor.file.encode())};")
+            body.append(f"option {space}.file {isc_hex(vendor.file.encode())};")
     if ntp is not None:  # ISC 4.4 has no definition of option 56 (RFC 5908): its bytes as a string
         head.append("option dhcp6.provd-ntp-server code 56 = string;")
-        body.append(f"option dhcp6.provd-ntp-server {_hex(ntp)};")
+        body.append(f"option dhcp6.provd-ntp-server {isc_hex(ntp)};")
     if sntp:
         body.append(f"option dhcp6.sntp-servers {', '.join(sntp)};")
     lines = "".join(f"  {line}\n" for line in body)
@@ -176,9 +166,7 @@ class Dhcp6Servers:
         one option 17 per `vendors`, option 56 with the raw data `ntp` (see `ntp_option_data`) and option 31
         with `sntp`; each only when given. ISC sends what the client's Option Request asks for. Returns once
         UDP 547 is bound."""
-        dhcpd = shutil.which("dhcpd") or shutil.which("dhcpd", path=SBIN)
-        if dhcpd is None:
-            raise PeerStartError("dhcpd is not installed (isc-dhcp-server): run scripts/setup.sh as root")
+        dhcpd = sbin_binary("dhcpd", "isc-dhcp-server")
         config = self.pair.unique_path("dhcpd6.conf")
         config.write_text(_isc6_conf(self.pair, boot_file_url=boot_file_url, vendors=vendors, ntp=ntp, sntp=sntp))
         leases = self.pair.unique_path("dhcpd6.leases")  # must exist; dhcpd writes its server DUID (LLT) here
