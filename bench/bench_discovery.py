@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import Row, print_table
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -76,7 +78,6 @@ def outer(runs: int) -> int:
     from tests.support.peers.web import start_redirect_service
 
     work = Path(tempfile.mkdtemp(prefix="provd-bench-discovery-"))
-    rows = []
 
     def phone(pair: object, name: str, *, ca: str | None, dhcp: bool, redirect: bool, pbx: bool, url: str) -> str:
         from tests.support.peers.netns import NetnsPair
@@ -133,7 +134,7 @@ def outer(runs: int) -> int:
     load = os.getloadavg()
     print(f"provd discovery benchmark; machine: nproc {os.cpu_count()}, load average {load[0]:.2f} {load[1]:.2f} "
           f"{load[2]:.2f}; median of {runs}")
-    rows = [
+    print_table([Row(*row) for row in (
         ("(1) DHCP-found: preconditions + discovery", f"{dhcp_ms:.0f} ms", "<= 150 ms", dhcp_ms <= 150),
         ("    of which preconditions (DHCPINFORM child, NTP)",
          f"{statistics.median(float(str(r['preconditions_ms'])) for r in found):.0f} ms", "", None),
@@ -144,11 +145,7 @@ def outer(runs: int) -> int:
                                    ), "", None),
         ("(3) RSS of the process after discovery (max)", f"{rss:.1f} MiB", "<= 45 MB", rss <= 45 * 1e6 / 2**20),
         ("    scapy in the process's modules", str(scapy), "False", not scapy),
-    ]
-    width = max(len(r[0]) for r in rows)
-    for name, value, target, ok in rows:
-        verdict = "" if ok is None else ("ok" if ok else "MISSED")
-        print(f"{name:<{width}}  {value:>30}  {target:>12}  {verdict}")
+    )])
     return 0
 
 

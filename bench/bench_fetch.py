@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchlib import Row
+from benchlib import Row, print_table
 
 if TYPE_CHECKING:
     from tests.support.peers.netns import NetnsPair
@@ -703,15 +703,6 @@ def describe(run: Run, rtt: float) -> str:
     return (f"{', '.join(protocols)}; {run.connections} connection(s) for {len(run.lines)} requests; "
             f"statuses {dict(sorted(statuses.items()))}; client CPU {run.cpu_ms:.0f} ms of {run.ms:.0f}; "
             f"files done at RTT: {done}")
-
-
-def print_table(rows: list[Row]) -> None:
-    width = max(len(r.what) for r in rows)
-    vwidth = max(len(r.value) for r in rows)
-    print(f"{'measure':<{width}}  {'value':<{vwidth}}  {'target':<10}  result")
-    for r in rows:
-        result = "" if r.met is None else ("ok" if r.met else "MISSED")
-        print(f"{r.what:<{width}}  {r.value:<{vwidth}}  {r.target:<10}  {result}")
 
 
 def end_to_end(lab: Lab, ca: Path) -> tuple[Row, str]:

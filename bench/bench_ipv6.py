@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import Row, print_table
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -131,18 +133,14 @@ def outer(runs: int) -> int:
     load = os.getloadavg()
     print(f"provd IPv6 benchmark; machine: nproc {os.cpu_count()}, load average {load[0]:.2f} {load[1]:.2f} "
           f"{load[2]:.2f}; median of {runs}")
-    rows = [
-        ("(1) DHCPv4-found discovery (IPv4 link)", f"{v4_ms:.0f} ms", "", None),
-        ("    DHCPv6-found discovery (IPv6-only link)", f"{v6_ms:.0f} ms", f"<= {v4_ms:.0f} ms", v6_ms <= v4_ms),
-        ("    family / url", f"{v6[0][1]['family']} {v6[0][1]['url']}", "", None),
-        ("(2) committed run, IPv6-only, dhcp.mode inform", f"{on_ms:.0f} ms", f"<= {off_ms + 1000:.0f} ms",
-         on_ms <= off_ms + 1000),
-        ("    committed run, IPv6-only, dhcp.mode off", f"{off_ms:.0f} ms", "", None),
-    ]
-    width = max(len(r[0]) for r in rows)
-    for name, value, target, ok in rows:
-        verdict = "" if ok is None else ("ok" if ok else "MISSED")
-        print(f"{name:<{width}}  {value:>40}  {target:>12}  {verdict}")
+    print_table([
+        Row("(1) DHCPv4-found discovery (IPv4 link)", f"{v4_ms:.0f} ms", "", None),
+        Row("    DHCPv6-found discovery (IPv6-only link)", f"{v6_ms:.0f} ms", f"<= {v4_ms:.0f} ms", v6_ms <= v4_ms),
+        Row("    family / url", f"{v6[0][1]['family']} {v6[0][1]['url']}", "", None),
+        Row("(2) committed run, IPv6-only, dhcp.mode inform", f"{on_ms:.0f} ms", f"<= {off_ms + 1000:.0f} ms",
+            on_ms <= off_ms + 1000),
+        Row("    committed run, IPv6-only, dhcp.mode off", f"{off_ms:.0f} ms", "", None),
+    ])
     return 0
 
 
