@@ -103,6 +103,18 @@ class ControlConfig(NamedTuple):
     allow_file_urls: bool = False
 
 
+class HealthConfig(NamedTuple):
+    check: Argv | None = None  # exit 0 = healthy (docs/design.md §10); None: commits are not gated
+    window_s: float = 300.0  # from the commit: confirmed by then, or rolled back
+    interval_s: float = 15.0  # between checks; also each check's time limit
+
+
+class ReportConfig(NamedTuple):
+    url: str | None = None  # POST every result report here (markers allowed); None: none are kept
+    timeout_s: float = 10.0
+    max_pending: int = 100  # the outbox's bound; the oldest beyond it are dropped and counted
+
+
 class LogConfig(NamedTuple):
     level: str = "info"  # one of LOG_LEVELS
 
@@ -122,6 +134,8 @@ class Config(NamedTuple):
     references: ReferencesConfig = ReferencesConfig()
     hooks: HooksConfig = HooksConfig()
     control: ControlConfig = ControlConfig()
+    health: HealthConfig = HealthConfig()
+    report: ReportConfig = ReportConfig()
     log: LogConfig = LogConfig()
     path: str | None = None
 
@@ -187,6 +201,10 @@ def parse(text: str, *, source: str) -> Config:
     if config.dhcp6.mode not in DHCP6_MODES:
         raise ConfigError(f"dhcp6.mode must be one of {', '.join(DHCP6_MODES)}, not {config.dhcp6.mode!r}",
                           path=source)
+    if config.health.interval_s <= 0 or config.health.window_s <= 0:
+        raise ConfigError("health.window_s and health.interval_s must be greater than 0", path=source)
+    if config.report.url is not None:
+        _report_url(config.report.url, source)
     if config.log.level not in LOG_LEVELS:
         raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}, not {config.log.level!r}",
                           path=source)
@@ -293,7 +311,7 @@ def split_listen(dotted: str, listen: str, *, source: str | None = None) -> tupl
 _FREE = {
     "ntp.servers": _strings, "sip.listen": _listen, "http.ca_file": _optional_str,
     "http.client_cert": _optional_str, "http.client_key": _optional_str, "http.user_agent": _optional_str,
-    "hooks.changed": _hooks, "hooks.reboot": _argv,
+    "hooks.changed": _hooks, "hooks.reboot": _argv, "health.check": _argv,
 }
 
 
@@ -311,3 +329,11 @@ def _multicast_group6(dotted: str, value: object, source: str) -> str:
 
 
 _FREE["multicast.group6"] = _multicast_group6
+_FREE["report.url"] = _optional_str
+
+
+def _report_url(url: str, source: str) -> None:
+    """report.url must be an http(s) URL (markers allowed): reports are POSTed, never written to a file."""
+    scheme = url.partition(":")[0].lower()
+    if scheme not in ("http", "https") or not url[len(scheme):].startswith("://"):
+        raise ConfigError(f"report.url must be an http:// or https:// URL, not {url!r}", path=source)

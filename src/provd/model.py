@@ -33,6 +33,7 @@ class Outcome(Enum):
     UNCHANGED = "unchanged"
     FAILED = "failed"
     WAITING = "waiting"
+    QUARANTINED = "quarantined"  # the same documents as a rolled-back run: not applied again (docs/design.md §10)
     RUNNING = "running"  # the store's placeholder while a run is under way (docs/design.md §3)
     INTERRUPTED = "interrupted"  # a run whose process ended before it finished (killed, crashed)
 

@@ -30,10 +30,12 @@ class Pending(NamedTuple):
     deadline: float  # committed_at + health.window_s
     checks: int = 0  # checks run so far
     last_failure: str = ""  # why the last check failed, for the rollback's report
+    fingerprint: tuple[str, ...] = ()  # the run's documents (core.quarantine), quarantined by a rollback
 
     def to_json(self) -> dict[str, object]:
         return {"generation": self.generation, "target": self.target, "committed_at": self.committed_at,
-                "deadline": self.deadline, "checks": self.checks, "last_failure": self.last_failure}
+                "deadline": self.deadline, "checks": self.checks, "last_failure": self.last_failure,
+                "fingerprint": list(self.fingerprint)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> Pending:
@@ -45,8 +47,11 @@ class Pending(NamedTuple):
             return float(value)
 
         generation, target = int(number("generation")), int(number("target"))
+        digests = data.get("fingerprint") or []
+        if not isinstance(digests, list) or not all(isinstance(d, str) for d in digests):
+            raise ValueError("pending health state: fingerprint is not a list of digests")
         return cls(generation, target, number("committed_at"), number("deadline"), int(number("checks")),
-                   str(data.get("last_failure") or ""))
+                   str(data.get("last_failure") or ""), tuple(digests))
 
 
 class Step(Enum):
@@ -63,12 +68,13 @@ class Next(NamedTuple):
 
 
 def after_commit(pending: Pending | None, *, trigger: Trigger, generation: int, previous: int, now: float,
-                 window_s: float, interval_s: float, gated: bool) -> Next:
-    """A run committed `generation` (the one before it was `previous`). `gated`: health.check is set."""
+                 window_s: float, interval_s: float, gated: bool, fingerprint: tuple[str, ...] = ()) -> Next:
+    """A run committed `generation` (the one before it was `previous`) from the documents `fingerprint`.
+    `gated`: health.check is set."""
     if not gated or trigger in UNGATED:
         return Next(Step.IDLE, None)  # a rollback ends any probation: its target is known good or chosen
     target = pending.target if pending is not None else previous
-    fresh = Pending(generation, target, now, now + window_s)
+    fresh = Pending(generation, target, now, now + window_s, fingerprint=fingerprint)
     return Next(Step.CHECK, fresh, min(now + interval_s, fresh.deadline))
 
 

@@ -13,8 +13,10 @@ from collections.abc import Callable
 
 from provd import __version__, log, xmltree
 from provd.config import Config
+from provd.core import quarantine
 from provd.core.documents import Document, Door, parse_document, refuse_reference
 from provd.core.markers import replace_markers
+from provd.core.quarantine import Fingerprint
 from provd.core.urls import check_url, redact
 from provd.errors import (
     DiscoveryError,
@@ -59,12 +61,15 @@ def limits(config: Config) -> Limits:
 
 
 async def run(phone: PhoneSettings, *, trigger: Trigger, url: str | None = None, restore: bytes | None = None,
-              dry_run: bool = False, reboot: bool = False, progress: Progress = quiet,
+              dry_run: bool = False, reboot: bool = False, force: bool = False, progress: Progress = quiet,
               wait_until: float | None = None, ports: Ports | None = None) -> RunReport:
     """One provisioning run. With `url` (CLI --url, a check-sync URL) discovery is skipped; with `restore`
     (a check-sync settings snippet) nothing is fetched; otherwise the preconditions are awaited and the URL
     discovered. After a commit the change hooks run; `reboot` then runs the reboot hook if one is
     configured. Never raises a ProvdError: it lands in the report.
+
+    Documents exactly like those of a run that was rolled back are not applied again (outcome `quarantined`,
+    docs/design.md §10) unless `force` (`provd start --force`); a dry run computes them anyway, with a warning.
 
     `wait_until` (monotonic seconds, on `ports.clock`) bounds the wait for the preconditions; the run then ends
     `waiting`. `ports`: the outside world (tests pass fakes); the real one by default.
@@ -77,10 +82,13 @@ async def run(phone: PhoneSettings, *, trigger: Trigger, url: str | None = None,
     try:
         if restore is not None:
             documents, again = _restore_documents(phone, restore, report)
+            digests = quarantine.fingerprint([restore])
         else:
-            documents, again = await _discover_and_fetch(phone, url, report, progress, wait_until,
-                                                         ports if ports is not None else real_ports())
-        _apply_and_commit(phone, documents, again, report, progress)
+            documents, again, digests = await _discover_and_fetch(phone, url, report, progress, wait_until,
+                                                                  ports if ports is not None else real_ports())
+        if _quarantined(phone, digests, report, progress, force=force):
+            return _finish(phone, report)
+        _apply_and_commit(phone, documents, again, report, progress, digests)
         await asyncio.to_thread(hooks.after_commit, phone.config, report, reboot=reboot)
     except PreconditionsNotMet as exc:
         report.outcome = Outcome.WAITING
@@ -124,8 +132,9 @@ def _restore_documents(phone: PhoneSettings, restore: bytes, report: RunReport) 
 
 
 async def _discover_and_fetch(phone: PhoneSettings, url: str | None, report: RunReport, progress: Progress,
-                              wait_until: float | None, ports: Ports) -> tuple[list[Document], Again]:
-    """Steps preconditions → discover (unless `url` is given) → fetch: the documents to apply, in order.
+                              wait_until: float | None, ports: Ports) -> tuple[list[Document], Again, Fingerprint]:
+    """Steps preconditions → discover (unless `url` is given) → fetch: the documents to apply, in order, and
+    the fingerprint of every file fetched (references too), in document order.
 
     Raises:
         PreconditionsNotMet, DiscoveryError, FetchError, DocumentError, ReferenceChainError.
@@ -140,8 +149,8 @@ async def _discover_and_fetch(phone: PhoneSettings, url: str | None, report: Run
                                 client=client, progress=progress, ports=ports)
         await preconditions.wait_for_preconditions(ctx, deadline=wait_until, ask_dhcp=url is None)
         candidates = (url,) if url is not None else await _discover(ctx, report)
-        documents = await _fetch(phone, client, dev, candidates, report, progress)
-    return documents, _unconsumed(phone, documents)
+        documents, digests = await _fetch(phone, client, dev, candidates, report, progress)
+    return documents, _unconsumed(phone, documents), digests
 
 
 async def _discover(ctx: discovery.Context, report: RunReport) -> tuple[str, ...]:
@@ -154,14 +163,34 @@ async def _discover(ctx: discovery.Context, report: RunReport) -> tuple[str, ...
     return found.candidates
 
 
+def _quarantined(phone: PhoneSettings, digests: Fingerprint, report: RunReport, progress: Progress, *,
+                 force: bool) -> bool:
+    """Step quarantine (docs/design.md §10): True when these exact documents were rolled back and the run must
+    not apply them again; the report then says so and how to insist."""
+    known = phone.store.quarantined()
+    if not quarantine.is_quarantined(digests, known, force=force):
+        if force and digests in known:
+            report.warnings.append("these documents were rolled back before; applied anyway (--force)")
+        return False
+    text = ("quarantined: these exact documents were rolled back after a failed health check; not applied "
+            "again until one of them changes (or provd start --force)")
+    if report.dry_run:
+        report.warnings.append(text)
+        return False
+    report.outcome = Outcome.QUARANTINED
+    report.errors.append(text)
+    progress(text)
+    return True
+
+
 def _apply_and_commit(phone: PhoneSettings, documents: list[Document], again: Again, report: RunReport,
-                      progress: Progress) -> None:
+                      progress: Progress, digests: Fingerprint) -> None:
     """Steps apply → commit (one generation, or the diff of a dry run).
 
     Raises:
         DocumentError, StoreConflict, StoreError.
     """
-    phone.apply_documents(documents, report, progress=progress, again=again)
+    phone.apply_documents(documents, report, progress=progress, again=again, fingerprint=digests)
 
 
 def _unconsumed(phone: PhoneSettings, documents: list[Document]) -> Callable[[], list[Document]]:
@@ -198,6 +227,9 @@ def _log_outcome(report: RunReport, *, cancelled: bool) -> None:
     elif report.outcome is Outcome.FAILED:
         _log.error("%s failed: %s", run, "; ".join(errors) or "no reason recorded")
         errors = []
+    elif report.outcome is Outcome.QUARANTINED:
+        _log.warning("%s quarantined: %s", run, "; ".join(errors))
+        errors = []
     elif report.outcome is Outcome.WAITING:
         _log.info("%s waiting: %s", run, "; ".join(errors))
         errors = []
@@ -215,7 +247,7 @@ def _log_outcome(report: RunReport, *, cancelled: bool) -> None:
 
 
 async def _fetch(phone: PhoneSettings, client: HttpClient, dev: Device, candidates: tuple[str, ...],
-                 report: RunReport, progress: Progress) -> list[Document]:
+                 report: RunReport, progress: Progress) -> tuple[list[Document], Fingerprint]:
     """Fetch the first candidate that answers (a scheme-less DHCP result is tried as https, then http)."""
     config = phone.config
     for index, candidate in enumerate(candidates):
@@ -239,7 +271,8 @@ async def _fetch(phone: PhoneSettings, client: HttpClient, dev: Device, candidat
             raise
         _log_files(report, files)
         report.files = [f.record() for f in files]  # document order: the order they were applied in
-        return [f.document for f in files if f.document and f.document.kind is not DocumentKind.REFERENCE]
+        return ([f.document for f in files if f.document and f.document.kind is not DocumentKind.REFERENCE],
+                tuple(f.sha256 for f in files))
     raise DiscoveryError("no candidate URL")
 
 

@@ -7,6 +7,7 @@ hooks are the caller's next step (`hooks.after_commit`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from pathlib import Path
 
 from provd.core.documents import Document, Door, parse_document, refuse_reference
@@ -40,6 +41,7 @@ def apply_data(phone: PhoneSettings, data: bytes | None, *, name: str, url: str,
     report.run = phone.store.begin_run(Trigger.APPLY, report.started)
     failed = False
     sizes: list[int] = []
+    digests: list[str] = []  # the file's SHA-256, should its generation be rolled back (docs/design.md §10)
 
     def load() -> Document:
         # A path is read again for a re-apply after a commit conflict rather than kept: holding a 4 MiB
@@ -50,13 +52,15 @@ def apply_data(phone: PhoneSettings, data: bytes | None, *, name: str, url: str,
             assert path is not None, "apply_data needs the bytes or the path"
             raw = read_capped(path, max_bytes)
         sizes.append(len(raw))
+        digests[:] = [hashlib.sha256(raw).hexdigest()]
         return parse_document(raw, source=name, max_bytes=max_bytes, sections=phone.catalog.sections)
 
     try:
         doc = load()
         report.files = [FileRecord(url, doc.kind, None, sizes[0], False)]
         refuse_reference(doc, Door.MANUAL_RESTORE)
-        phone.apply_documents([doc], report, progress=progress, again=lambda: [load()])
+        phone.apply_documents([doc], report, progress=progress, again=lambda: [load()],
+                             fingerprint=tuple(digests))
     except ProvdError as exc:
         report.outcome = Outcome.FAILED
         report.errors.append(str(exc))

@@ -48,9 +48,10 @@ class Daemon:
         clock = clock or SystemClock()
         self._stopping = asyncio.Event()
         schedule_changed = asyncio.Event()
+        self.reports_changed = asyncio.Event()  # the outbox may hold a new report (docs/design.md §10)
         self.retry = RetryTimer(self.request, rng, clock)
         self.runner = Runner(settings, run=run, notifier=self._notifier, retry=self.retry,
-                             schedule_changed=schedule_changed, clock=clock)
+                             schedule_changed=schedule_changed, clock=clock, reports_changed=self.reports_changed)
         self.scheduler = Scheduler(settings, request=self.request, rng=rng, changed=schedule_changed, clock=clock)
         self.door = CheckSyncDoor(settings, self.request)
         self.control = ControlServer(self, max_file_bytes=self.config.http.max_file_bytes,

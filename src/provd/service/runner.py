@@ -39,7 +39,7 @@ class Notifier(Protocol):
 
 class Runner:
     def __init__(self, settings: PhoneSettings, *, run: RunFunction, notifier: Notifier, retry: RetryTimer,
-                 schedule_changed: asyncio.Event, clock: Clock) -> None:
+                 schedule_changed: asyncio.Event, clock: Clock, reports_changed: asyncio.Event | None = None) -> None:
         self.settings = settings
         self.queue = TriggerQueue()
         self.running: RunRequest | None = None
@@ -50,6 +50,7 @@ class Runner:
         self._notifier = notifier
         self._retry = retry
         self._schedule_changed = schedule_changed  # set after anything that may have changed the schedule
+        self._reports_changed = reports_changed or asyncio.Event()  # set after each request: it may have queued one
         self._wake = asyncio.Event()
         self._clock = clock  # monotonic: the check-sync spacing
 
@@ -103,6 +104,7 @@ class Runner:
                 self._after(report, request)
         finally:
             self.running = None
+            self._reports_changed.set()
 
     def _record_failure(self, request: RunRequest, exc: Exception) -> RunReport:
         """The run that raised, recorded as failed (the run began it in the store and could not finish it):

@@ -6,7 +6,8 @@ the daemon's and the CLI's alike; recording a run is the run's business (`provd.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -14,11 +15,13 @@ from provd import xmltree
 from provd.config import Config
 from provd.core import diff
 from provd.core.documents import Document
+from provd.core.health import Pending, after_commit
+from provd.core.quarantine import Fingerprint
 from provd.errors import StoreConflict, UnknownSection
 from provd.model import Outcome, Progress, RunReport, Switches, Trigger, quiet
 from provd.settings.apply import apply_document
 from provd.settings.catalog import Catalog
-from provd.settings.store import BytesPayload, Payload, Store
+from provd.settings.store import BytesPayload, Gate, Payload, Store
 from provd.settings.working_copy import WorkingCopy
 from provd.xmltree import Element
 
@@ -52,7 +55,9 @@ class PhoneSettings:
                 name: (self.catalog.current(name), xmltree.Serialized(self.catalog.default(name)))
                        for name in sorted(self.catalog.sections)}
             opener = Store.open_reader if self.read_only else Store.open
-            self._store = opener(self.config.paths.state_dir / "settings.db", factory)
+            report = self.config.report
+            self._store = opener(self.config.paths.state_dir / "settings.db", factory,
+                                 outbox=report.max_pending if report.url else None)
         return self._store
 
     def close(self) -> None:
@@ -60,9 +65,12 @@ class PhoneSettings:
             self._store.close()
 
     def apply_documents(self, documents: list[Document], report: RunReport, *,
-                        progress: Progress = quiet, again: Callable[[], list[Document]] | None = None) -> None:
+                        progress: Progress = quiet, again: Callable[[], list[Document]] | None = None,
+                        fingerprint: Fingerprint = ()) -> None:
         """Apply `documents` in order to one working copy and commit it as one generation (unless the
-        report is a dry run, which gets the per-section diff instead).
+        report is a dry run, which gets the per-section diff instead). The commit is health-gated
+        (docs/design.md §10) when `health.check` is set: pending, with `fingerprint` (the run's documents) to
+        quarantine should it be rolled back; and the run's report is queued with it (`Store.commit`).
 
         One writer without a daemon (docs/design.md §2): the commit checks that no section it writes was committed
         by another process since this run read it. On such a conflict the run is applied once more on the
@@ -75,16 +83,17 @@ class PhoneSettings:
         """
         marks = (len(report.changes), len(report.warnings), len(report.errors))
         try:
-            self._apply_once(documents, report, progress)
+            self._apply_once(documents, report, progress, fingerprint)
         except StoreConflict as exc:
             if again is None:
                 raise
             del report.changes[marks[0]:], report.warnings[marks[1]:], report.errors[marks[2]:]
             progress(f"  conflict: {exc}; applying again on the fresh state")
-            self._apply_once(again(), report, progress)
+            self._apply_once(again(), report, progress, fingerprint)
             report.warnings.append(f"another writer committed meanwhile; applied again on its result ({exc})")
 
-    def _apply_once(self, documents: list[Document], report: RunReport, progress: Progress) -> None:
+    def _apply_once(self, documents: list[Document], report: RunReport, progress: Progress,
+                    fingerprint: Fingerprint) -> None:
         store = self.store
         wc = WorkingCopy(self.catalog, store.section)
         for doc in documents:
@@ -106,8 +115,22 @@ class PhoneSettings:
         elif changed:
             assert report.trigger is not None, "a run being applied has its trigger"
             report.generation = store.commit(changed, trigger=report.trigger, source=report.url or "",
-                                             report=report.to_json(), read_at=wc.read_at)
+                                             report=report.to_json(), read_at=wc.read_at, run=report.run,
+                                             gate=self._gate(report.trigger, fingerprint))
         wc.release()
+
+    def _gate(self, trigger: Trigger, fingerprint: Fingerprint) -> Gate:
+        """What a commit by `trigger` leaves pending (core.health.after_commit), decided inside the commit's
+        transaction on the state stored there: a commit while health.check is unset, or a rollback, ends any
+        probation."""
+        health = self.config.health
+
+        def gate(stored: Pending | None, generation: int, previous: int) -> Pending | None:
+            return after_commit(stored, trigger=trigger, generation=generation, previous=previous, now=time.time(),
+                                window_s=health.window_s, interval_s=health.interval_s,
+                                gated=health.check is not None, fingerprint=fingerprint).pending
+
+        return gate
 
     def section_xml(self, name: str, generation: int | None = None) -> str:
         if name not in self.catalog.sections:
@@ -154,8 +177,14 @@ class PhoneSettings:
             root.append(wc.get(name))
         return '<?xml version="1.0" encoding="utf-8"?>\n' + xmltree.serialize(root)
 
-    def rollback(self, generation: int) -> tuple[int | None, list[str]]:
+    def rollback(self, generation: int, *, failed: Pending | None = None,
+                 report: Mapping[str, object] | None = None, run: int | None = None) -> tuple[int | None, list[str]]:
         """Restore the state of `generation` as a new generation; (None, []) when it equals the current.
+
+        A manual rollback ends any probation (docs/design.md §10). `failed`: an automatic one, of that pending
+        generation, which must still be the pending one (else StoreConflict): in the same transaction it
+        is no longer pending and its documents are quarantined; `report` and `run` are the rollback's own
+        run, queued with it. A failed pending generation equal to its target still ends the probation.
 
         The sections to restore are found by comparing with the current state, and the commit checks that
         none of them was committed since (docs/design.md §2): a rollback never silently undoes a change that landed
@@ -172,10 +201,19 @@ class PhoneSettings:
         changed: dict[str, tuple[str, Payload]] = {
             name: (row.version, BytesPayload(row.xml)) for name, row in target.items()
             if name not in now or (now[name].version, now[name].xml) != (row.version, row.xml)}
+        trigger = Trigger.ROLLBACK if failed is None else Trigger.AUTO_ROLLBACK
         if not changed:
+            if failed is not None:
+                store.update_pending(failed.generation, None, quarantine=failed.fingerprint)
             return None, []
-        report = {"trigger": Trigger.ROLLBACK.value, "rollback_to": generation, "sections_changed": sorted(changed)}
+        record = {"trigger": trigger.value, "rollback_to": generation, "sections_changed": sorted(changed),
+                  **(report or {})}
         read_at = {name: now[name].generation if name in now else 0 for name in changed}
-        gen = store.commit(changed, trigger=Trigger.ROLLBACK, source=f"generation {generation}",
-                           report=report, read_at=read_at)
+        if failed is None:
+            gen = store.commit(changed, trigger=trigger, source=f"generation {generation}", report=record,
+                               read_at=read_at, gate=self._gate(trigger, ()))
+        else:
+            gen = store.commit(changed, trigger=trigger, source=f"generation {generation}", report=record,
+                               read_at=read_at, run=run, ends_pending=failed.generation,
+                               quarantine=failed.fingerprint)
         return gen, sorted(changed)

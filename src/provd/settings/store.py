@@ -9,6 +9,12 @@ One writer without a daemon (docs/design.md §2): every section read carries the
 is told, per section it writes, the generation it read; inside the `BEGIN IMMEDIATE` transaction (which
 serialises writers) a section committed since then raises StoreConflict instead of being overwritten.
 
+Safe changes (docs/design.md §10) live here too, each written in the transaction of what it describes: the
+health gate's pending generation (in `meta`) with the commit that made it pending or the rollback that ends it;
+the quarantine with the automatic rollback; the result reports waiting for `report.url` (`outbox`) with the
+commit of their run (not yet ready to send: the run has not finished) and completed when the run is recorded.
+So a kill -9 at any moment leaves a report for every commit and a pending state that matches the generations.
+
 Faults are errors, not tracebacks: a full disk raises StoreFull and a read-only state directory
 StoreReadOnly, both naming the cause, the store unchanged. Readers (`show`, `backup`, `history`, `status`)
 open the store read-only (`Store.open_reader`), so they work on a full or read-only disk where SQLite can.
@@ -21,20 +27,24 @@ import errno
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from provd.core.health import Pending
+from provd.core.quarantine import Fingerprint
 from provd.errors import StoreConflict, StoreError, StoreFull, StoreReadOnly, UnknownGeneration
 from provd.model import Generation, Outcome, Trigger
 
 KEEP = 20
 KEEP_RUNS = 100
-_SCHEMA_VERSION = 2  # 2: rowid table (streamed blobs), runs
+_SCHEMA_VERSION = 3  # 2: rowid table (streamed blobs), runs; 3: meta, quarantine, outbox (docs/design.md §10)
+_V2_TABLES = frozenset({"generations", "section_rows", "runs"})
+_V3_TABLES = _V2_TABLES | {"meta", "quarantine", "outbox"}
 
-_DDL = """
+_DDL_V2 = """
 CREATE TABLE generations (
     id INTEGER PRIMARY KEY,
     time TEXT NOT NULL,
@@ -55,6 +65,29 @@ CREATE TABLE section_rows (
     UNIQUE (name, generation)
 );
 """
+_DDL_V3 = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    generation INTEGER NOT NULL,
+    time TEXT NOT NULL
+);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    run INTEGER,
+    ready INTEGER NOT NULL,
+    time TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+"""
+_DDL = _DDL_V2 + _DDL_V3
+
+_PENDING = "health.pending"  # meta key: the pending generation's state (Pending.to_json)
+_DROPPED = "report.dropped"  # meta key: reports dropped from a full outbox, not yet told in a delivered one
 
 
 class Sink(Protocol):
@@ -85,6 +118,20 @@ class BytesPayload:
 
 
 @dataclass(frozen=True)
+class QueuedReport:
+    """A result report waiting in the outbox (docs/design.md §10): `ready` once its run has finished."""
+
+    id: int
+    run: int | None
+    time: str
+    ready: bool
+    body: dict[str, object]
+
+
+Gate = Callable[[Pending | None, int, int], Pending | None]  # (stored, new generation, previous) -> to store
+
+
+@dataclass(frozen=True)
 class StoredSection:
     version: str
     xml: bytes
@@ -96,13 +143,16 @@ ReadAt = Mapping[str, int]  # section -> generation of the row read (0: none), f
 
 
 class Store:
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, outbox: int | None = None) -> None:
         self._conn = conn
         self.path = path
+        self.outbox_limit = outbox  # report.max_pending while report.url is set; None: no reports are queued
+        self._v3 = True
 
     @classmethod
-    def open(cls, path: Path, factory: Sections) -> Store:
-        """Open (creating it with `factory` as generation 1 if absent) and check the store.
+    def open(cls, path: Path, factory: Sections, *, outbox: int | None = None) -> Store:
+        """Open (creating it with `factory` as generation 1 if absent) and check the store; a store of schema 2
+        is brought to 3 in one transaction (its generations and runs untouched). `outbox`: see `outbox_limit`.
 
         Raises:
             StoreError: cannot be created or opened, is not a provd store, or is corrupt.
@@ -113,7 +163,7 @@ class Store:
             conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
         except (OSError, sqlite3.Error) as exc:
             raise _fault(exc, path, "cannot open settings store") from exc
-        store = cls(conn, path)
+        store = cls(conn, path, outbox)
         try:
             store._prepare(factory)
         except sqlite3.DatabaseError as exc:
@@ -125,7 +175,7 @@ class Store:
         return store
 
     @classmethod
-    def open_reader(cls, path: Path, factory: Sections) -> Store:
+    def open_reader(cls, path: Path, factory: Sections, *, outbox: int | None = None) -> Store:
         """Open for reading only: no file is created or written (no WAL switch, no checkpoint), so the
         read commands work on a full or read-only disk. SQLite needs the `-shm` file of a WAL database,
         which a reader may be unable to create there; the store is then opened as immutable, which is
@@ -137,7 +187,7 @@ class Store:
         """
         _check_dir(path.parent)
         if not path.exists():
-            return cls.open(path, factory)
+            return cls.open(path, factory, outbox=outbox)
         last: sqlite3.Error | None = None
         for flags in ("mode=ro", "mode=ro&immutable=1"):
             try:
@@ -146,9 +196,10 @@ class Store:
             except sqlite3.Error as exc:
                 last = exc
                 continue
-            store = cls(conn, path)
+            store = cls(conn, path, outbox)
             try:
-                store._check()
+                _version, tables = store._check()
+                store._v3 = tables >= _V3_TABLES  # a schema-2 store read as it is: nothing pending or queued
                 return store
             except sqlite3.OperationalError as exc:  # cannot open -shm / -wal: try immutable
                 conn.close()
@@ -177,6 +228,12 @@ class Store:
                     if statement.strip():
                         c.execute(statement)
                 c.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        elif version == 2:
+            with self._write():  # the v3 tables only: every generation and run stays as it was
+                for statement in _DDL_V3.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+                c.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         if c.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 0:
             self.commit(factory, trigger=Trigger.FACTORY, source="schemas/defaults", report={})
 
@@ -190,8 +247,8 @@ class Store:
             raise StoreError(f"settings store is corrupt ({detail}); it was left as it is", path=str(self.path))
         version = c.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not (creating and version == 0 and not tables) and (
-                version != _SCHEMA_VERSION or not {"generations", "section_rows", "runs"} <= tables):
+        known = (version == 2 and tables >= _V2_TABLES) or (version == _SCHEMA_VERSION and tables >= _V3_TABLES)
+        if not (creating and version == 0 and not tables) and not known:
             raise StoreError(f"not a provd settings store (schema version {version}); it was left as it is",
                              path=str(self.path))
         return version, tables
@@ -220,7 +277,8 @@ class Store:
         return int(self._conn.execute("SELECT MAX(id) FROM generations").fetchone()[0] or 0)
 
     def commit(self, changed: Sections, *, trigger: Trigger, source: str, report: Mapping[str, object],
-               read_at: ReadAt | None = None) -> int:
+               read_at: ReadAt | None = None, run: int | None = None, gate: Gate | None = None,
+               ends_pending: int | None = None, quarantine: Fingerprint = ()) -> int:
         """Write `changed` as a new generation in one transaction; returns its number.
 
         `read_at` gives, for each section in `changed`, the generation of the row it was computed from
@@ -228,8 +286,14 @@ class Store:
         committed by another writer since, and the commit is refused rather than losing that change.
         Without `read_at` (the factory generation) nothing is checked.
 
+        In the same transaction (docs/design.md §10): `run`'s report is queued, not yet ready, while reports are
+        kept (`outbox_limit`); `gate` says what is pending from now on (given the stored state, the new
+        generation and the one before it); `ends_pending` (an automatic rollback) requires that generation
+        to be the pending one and clears it; `quarantine` (the rolled-back documents) is remembered.
+
         Raises:
-            StoreConflict: a section was committed since it was read; nothing was written.
+            StoreConflict: a section was committed since it was read, or `ends_pending` is not pending any
+                more; nothing was written.
             StoreFull, StoreReadOnly, StoreError: the write failed (the store keeps the previous generation).
         """
         c = self._conn
@@ -237,6 +301,11 @@ class Store:
         with self._write():
             if read_at is not None:
                 self._check_unchanged(changed, read_at)
+            previous = self.current_generation()
+            stored = self._pending() if gate is not None or ends_pending is not None else None
+            if ends_pending is not None and (stored is None or stored.generation != ends_pending):
+                raise StoreConflict(f"generation {ends_pending} is no longer waiting on its health check; "
+                                    "nothing was written", path=str(self.path))
             cur = c.execute(
                 "INSERT INTO generations (time, trigger, source, sections, report) VALUES (?, ?, ?, ?, ?)",
                 (now, trigger.value, source, json.dumps(sorted(changed)), json.dumps(report, sort_keys=True)))
@@ -246,6 +315,14 @@ class Store:
                                 "VALUES (?, ?, ?, zeroblob(?))", (name, gen, version, payload.size))
                 with c.blobopen("section_rows", "xml", int(row.lastrowid or 0)) as blob:
                     payload.write_to(blob)  # streamed: the XML never sits in memory as one object
+            if gate is not None:
+                self._put_pending(gate(stored, gen, previous))
+            elif ends_pending is not None:
+                self._put_pending(None)
+            if quarantine:
+                self._remember(quarantine, gen, now)
+            if run is not None and self.outbox_limit is not None:
+                self._queue({**report, "run": run, "generation": gen}, run=run, ready=False, now=now)
             self._prune(gen)
         return gen
 
@@ -288,8 +365,20 @@ class Store:
         return run
 
     def finish_run(self, run: int, report: Mapping[str, object]) -> None:
+        """Record `run`'s final report; while reports are kept, the same transaction completes the one its
+        commit queued (or queues it, for a run that committed nothing): ready to send."""
         with self._write():
             self._conn.execute("UPDATE runs SET report = ? WHERE id = ?", (json.dumps(report, sort_keys=True), run))
+            self._complete(run, {**report, "run": run})
+
+    def _complete(self, run: int, body: Mapping[str, object]) -> None:
+        if self.outbox_limit is None:
+            return
+        text = json.dumps(body, sort_keys=True)
+        updated = self._conn.execute("UPDATE outbox SET body = ?, ready = 1 WHERE run = ? AND ready = 0",
+                                     (text, run)).rowcount
+        if not updated:
+            self._queue(body, run=run, ready=True)
 
     def mark_interrupted(self) -> list[int]:
         """Mark every run left "running" by a process that no longer exists (killed, crashed) as
@@ -307,8 +396,12 @@ class Store:
             return []
         with self._write():
             for run, report in dead:
-                self._conn.execute("UPDATE runs SET report = ? WHERE id = ?",
-                                   (json.dumps(_interrupted(report), sort_keys=True), run))
+                marked = _interrupted(report)
+                self._conn.execute("UPDATE runs SET report = ? WHERE id = ?", (json.dumps(marked, sort_keys=True), run))
+                queued = self._conn.execute("SELECT body FROM outbox WHERE run = ? AND ready = 0", (run,)).fetchone() \
+                    if self._v3 and self.outbox_limit is not None else None
+                # A run killed after its commit: its queued report (what was committed) says so, and is sent.
+                self._complete(run, _interrupted(json.loads(queued[0])) if queued else {**marked, "run": run})
         return [run for run, _ in dead]
 
     def last_run(self) -> dict[str, object] | None:
@@ -321,6 +414,136 @@ class Store:
         if report.get("outcome") == Outcome.RUNNING.value and not _owner_alive(report):
             report = _interrupted(report)
         return {**report, "run": row[0]}
+
+    # --- the health gate (docs/design.md §10) -------------------------------------------------------------
+
+    def pending(self) -> Pending | None:
+        """The generation waiting on its health check, if any.
+
+        Raises:
+            StoreError: the stored state is not one provd wrote (it is left as it is).
+        """
+        return self._pending()
+
+    def _pending(self) -> Pending | None:
+        if not self._v3:
+            return None
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (_PENDING,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return Pending.from_json(json.loads(row[0]))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise StoreError(f"the pending health state is unreadable ({exc}); it was left as it is",
+                             path=str(self.path)) from exc
+
+    def _put_pending(self, pending: Pending | None) -> None:
+        if pending is None:
+            self._conn.execute("DELETE FROM meta WHERE key = ?", (_PENDING,))
+        else:
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                               (_PENDING, json.dumps(pending.to_json(), sort_keys=True)))
+
+    def update_pending(self, generation: int, pending: Pending | None, *,
+                       event: Mapping[str, object] | None = None, quarantine: Fingerprint = ()) -> bool:
+        """Store `pending` (None: nothing pending any more) if `generation` is still the pending one, with
+        `event` (a confirmation) queued and `quarantine` remembered in the same transaction; False, nothing
+        written, when it is not: a commit or a rollback came first, and its word stands.
+
+        Raises:
+            StoreError: the write failed.
+        """
+        with self._write():
+            stored = self._pending()
+            if stored is None or stored.generation != generation:
+                return False
+            self._put_pending(pending)
+            if event is not None and self.outbox_limit is not None:
+                self._queue(event, run=None, ready=True)
+            if quarantine:
+                self._remember(quarantine, generation, datetime.now(UTC).isoformat(timespec="seconds"))
+        return True
+
+    # --- quarantine -----------------------------------------------------------------------------------------
+
+    def quarantined(self) -> list[Fingerprint]:
+        """The documents of rolled-back runs, oldest first."""
+        if not self._v3:
+            return []
+        rows = self._conn.execute("SELECT fingerprint FROM quarantine ORDER BY id").fetchall()
+        return [tuple(json.loads(text)) for (text,) in rows]
+
+    def _remember(self, fingerprint: Fingerprint, generation: int, now: str) -> None:
+        text = json.dumps(list(fingerprint))
+        self._conn.execute("DELETE FROM quarantine WHERE fingerprint = ?", (text,))
+        self._conn.execute("INSERT INTO quarantine (fingerprint, generation, time) VALUES (?, ?, ?)",
+                           (text, generation, now))
+        self._conn.execute("DELETE FROM quarantine WHERE id NOT IN (SELECT id FROM quarantine ORDER BY id DESC "
+                           "LIMIT ?)", (KEEP,))
+
+    # --- the result reports' outbox ------------------------------------------------------------------------
+
+    def queue_event(self, body: Mapping[str, object]) -> None:
+        """Queue a report that belongs to no run (a confirmation), ready to send; nothing while reports are
+        not kept.
+
+        Raises:
+            StoreError: the write failed.
+        """
+        if self.outbox_limit is None:
+            return
+        with self._write():
+            self._queue(body, run=None, ready=True)
+
+    def _queue(self, body: Mapping[str, object], *, run: int | None, ready: bool, now: str | None = None) -> None:
+        """Insert into the outbox, inside the caller's transaction; the oldest beyond `outbox_limit` are dropped
+        and counted, so the next delivered report can say how many the server missed."""
+        assert self.outbox_limit is not None
+        c = self._conn
+        c.execute("INSERT INTO outbox (run, ready, time, body) VALUES (?, ?, ?, ?)",
+                  (run, int(ready), now or datetime.now(UTC).isoformat(timespec="seconds"),
+                   json.dumps(body, sort_keys=True)))
+        limit = max(self.outbox_limit, 1)  # the newest report is always kept
+        dropped = c.execute("DELETE FROM outbox WHERE id NOT IN (SELECT id FROM outbox ORDER BY id DESC LIMIT ?)",
+                            (limit,)).rowcount
+        if dropped > 0:
+            c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+                      "value = CAST(value AS INTEGER) + excluded.value", (_DROPPED, str(dropped)))
+
+    def outbox(self) -> list[QueuedReport]:
+        """Every report waiting to be delivered, oldest first (`provd reports`)."""
+        if not self._v3:
+            return []
+        rows = self._conn.execute("SELECT id, run, time, ready, body FROM outbox ORDER BY id").fetchall()
+        return [QueuedReport(i, r, t, bool(ready), json.loads(body)) for i, r, t, ready, body in rows]
+
+    def next_report(self) -> QueuedReport | None:
+        """The oldest report ready to send (a run's report is ready once the run has finished)."""
+        if not self._v3:
+            return None
+        row = self._conn.execute("SELECT id, run, time, ready, body FROM outbox WHERE ready = 1 ORDER BY id "
+                                 "LIMIT 1").fetchone()
+        return QueuedReport(row[0], row[1], row[2], True, json.loads(row[4])) if row else None
+
+    def dropped(self) -> int:
+        """Reports dropped from a full outbox that no delivered report has told of yet."""
+        if not self._v3:
+            return 0
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (_DROPPED,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def delivered(self, report: int, told_dropped: int) -> None:
+        """`report` reached the server (a 2xx), telling it of `told_dropped` dropped ones: both forgotten in
+        one transaction. A report dropped meanwhile (the outbox overflowed during the POST) is no error.
+
+        Raises:
+            StoreError: the write failed (the report stays and is sent again: at least once, never lost).
+        """
+        with self._write():
+            self._conn.execute("DELETE FROM outbox WHERE id = ?", (report,))
+            if told_dropped:
+                self._conn.execute("UPDATE meta SET value = MAX(CAST(value AS INTEGER) - ?, 0) WHERE key = ?",
+                                   (told_dropped, _DROPPED))
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:

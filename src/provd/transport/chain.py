@@ -12,6 +12,7 @@ limited. Any failure fails the whole chain: the caller commits nothing.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -59,6 +60,7 @@ class FetchedFile:
     cached: bool
     error: str | None = None
     requested: str | None = None  # the URL asked for, when redirects led elsewhere
+    sha256: str = ""  # of the body, for the quarantine (docs/design.md §10)
 
     def record(self) -> FileRecord:
         return FileRecord(self.url, self.document.kind if self.document else None, self.status, self.size,
@@ -105,6 +107,7 @@ class ChainFetcher:
         try:
             body, final_url, entry.status, entry.cached = await self._download(url)
             entry.size = len(body)
+            entry.sha256 = hashlib.sha256(body).hexdigest()
             if final_url != url:
                 entry.requested, entry.url = shown, urls.redact(final_url)
             doc = parse_document(body, source=entry.url, max_bytes=self._limits.max_file_bytes,
