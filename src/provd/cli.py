@@ -19,12 +19,20 @@ from provd.errors import PreconditionsNotMet, ProvdError
 
 if TYPE_CHECKING:
     from provd.config import Config
-    from provd.core.control import ApplyRequest, ReportEvent, RollbackEvent, RollbackRequest, StartRequest
+    from provd.core.control import (
+        ApplyRequest,
+        ConfirmEvent,
+        ConfirmRequest,
+        ReportEvent,
+        RollbackEvent,
+        RollbackRequest,
+        StartRequest,
+    )
     from provd.model import RunReport
     from provd.settings.phone import PhoneSettings
     from provd.sources.discovery import Discovery
 
-_Final = TypeVar("_Final", "ReportEvent", "RollbackEvent")  # the event that ends a queued request
+_Final = TypeVar("_Final", "ReportEvent", "RollbackEvent", "ConfirmEvent")  # the event that ends a queued request
 
 
 class _Out:
@@ -100,6 +108,8 @@ def _wait_arg(p: argparse.ArgumentParser) -> None:
 def _start_args(st: argparse.ArgumentParser) -> None:
     st.add_argument("--url", metavar="URL", help="provision from this URL (markers allowed), skipping discovery")
     st.add_argument("--dry-run", action="store_true", help="fetch and compute everything, commit nothing")
+    st.add_argument("--force", action="store_true",
+                    help="apply even documents that were rolled back after a failed health check (quarantined)")
     st.add_argument("--json", action="store_true", help="print the run report (docs/design.md §8)")
     _wait_arg(st)
 
@@ -139,6 +149,7 @@ _SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] =
     "check-sync": ("hand a SIP NOTIFY (raw, on stdin) to provd; prints the SIP response", _check_sync_args),
     "history": ("committed generations", _json_arg),
     "rollback": ("restore an earlier generation as a new one", _rollback_args),
+    "confirm": ("confirm the generation waiting on its health check by hand", _no_args),
 }
 
 
@@ -232,11 +243,12 @@ def _daemon_start(config: Config, args: argparse.Namespace, out: _Out) -> int | 
     """`provd start` through the running daemon (its single-flight runner); None when none runs."""
     from provd.core.control import ReportEvent, StartRequest
 
-    final = _daemon_queued(config, StartRequest(args.url, args.dry_run), ReportEvent, args, out)
+    final = _daemon_queued(config, StartRequest(args.url, args.dry_run, args.force), ReportEvent, args, out)
     return None if final is None else _end_of_run(final.report, args, out)
 
 
-def _daemon_queued(config: Config, request: StartRequest | ApplyRequest | RollbackRequest, final: type[_Final],
+def _daemon_queued(config: Config, request: StartRequest | ApplyRequest | RollbackRequest | ConfirmRequest,
+                   final: type[_Final],
                    args: argparse.Namespace, out: _Out) -> _Final | None:
     """A request the daemon queues (start, apply, rollback): its progress streamed, its `final` event
     returned; None when no daemon runs.
@@ -244,7 +256,7 @@ def _daemon_queued(config: Config, request: StartRequest | ApplyRequest | Rollba
     Raises:
         ControlError: the daemon refused the request, broke off, or went silent.
     """
-    from provd.core.control import ProgressEvent, QueuedEvent, RollbackEvent
+    from provd.core.control import ConfirmEvent, ProgressEvent, QueuedEvent, RollbackEvent
     from provd.errors import ControlError
     from provd.service import control_client
 
@@ -259,8 +271,8 @@ def _daemon_queued(config: Config, request: StartRequest | ApplyRequest | Rollba
                 return event
     except control_client.NoDaemon:
         return None
-    raise ControlError(f"the daemon closed the control socket without a "
-                       f"{'rollback' if final is RollbackEvent else 'report'}")
+    what = {RollbackEvent: "rollback", ConfirmEvent: "confirmation"}.get(final, "report")
+    raise ControlError(f"the daemon closed the control socket without a {what}")
 
 
 def _daemon_apply(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
@@ -297,7 +309,8 @@ def _cmd_start(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> 
     from provd.run import provision
 
     report = asyncio.run(provision.run(settings, trigger=Trigger.CLI, url=args.url, dry_run=args.dry_run,
-                                    progress=_progress(args, out), wait_until=_deadline(args))).to_json()
+                                       force=args.force, progress=_progress(args, out),
+                                       wait_until=_deadline(args))).to_json()
     return _end_of_run(report, args, out)
 
 
@@ -338,8 +351,10 @@ def _daemon_status(config: Config, args: argparse.Namespace, out: _Out) -> int |
 
 
 def _cmd_status(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
-    return _print_status({"state": "not running", "last_report": settings.store.last_run(), "next_run": None},
-                         args, out)
+    from provd.core.health import status_of
+
+    return _print_status({"state": "not running", "last_report": settings.store.last_run(), "next_run": None,
+                          "health": status_of(settings.store.pending())}, args, out)
 
 
 def _print_status(status: dict[str, object], args: argparse.Namespace, out: _Out) -> int:
@@ -367,6 +382,37 @@ def _print_status(status: dict[str, object], args: argparse.Namespace, out: _Out
     else:
         out.info("last run: none")
     out.info(f"next scheduled run: {status.get('next_run') or 'none'}")
+    health = status.get("health")
+    if isinstance(health, dict) and health.get("pending") is not None:
+        out.info(f"health check: generation {health['pending']} pending until {health.get('deadline')}, then "
+                 f"rollback to {health.get('rollback_to')} unless confirmed ({health.get('checks')} checks failed"
+                 + (f", last: {health['last_failure']}" if health.get("last_failure") else "") + ")")
+        if health.get("next_check"):
+            out.info(f"  next check: {health['next_check']}")
+    elif isinstance(health, dict) and health.get("error"):
+        out.info(f"health check: {health['error']}")
+    return 0
+
+
+def _daemon_confirm(config: Config, args: argparse.Namespace, out: _Out) -> int | None:
+    """`provd confirm` while a daemon runs: carried out by the daemon, in its queue (one writer)."""
+    from provd.core.control import ConfirmEvent, ConfirmRequest
+
+    final = _daemon_queued(config, ConfirmRequest(), ConfirmEvent, args, out)
+    return None if final is None else _print_confirm(final.generation, out)
+
+
+def _cmd_confirm(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
+    from provd.run.confirm import confirm_pending
+
+    return _print_confirm(confirm_pending(settings, by="provd confirm"), out)
+
+
+def _print_confirm(generation: int | None, out: _Out) -> int:
+    if generation is None:
+        out.error("nothing is waiting on its health check")
+        return 1
+    out.info(f"confirmed: generation {generation}")
     return 0
 
 
@@ -501,6 +547,8 @@ def _finish(report: dict[str, object], args: argparse.Namespace, out: _Out) -> R
     changed = ", ".join(typed.sections_changed)
     if typed.outcome is Outcome.FAILED:
         out.info("failed: nothing was committed")
+    elif typed.outcome is Outcome.QUARANTINED:
+        out.info("quarantined: nothing was committed")
     elif typed.outcome is Outcome.WAITING:
         out.info("waiting: network or time not ready; nothing was fetched")
     elif typed.dry_run:
@@ -572,6 +620,7 @@ _VIA_DAEMON: dict[str, Callable[[Config, argparse.Namespace, _Out], int | None]]
     "check-sync": _daemon_check_sync,
     "apply": _daemon_apply,
     "rollback": _daemon_rollback,
+    "confirm": _daemon_confirm,
 }
 
 _COMMANDS = {
@@ -586,4 +635,5 @@ _COMMANDS = {
     "show": _cmd_show,
     "history": _cmd_history,
     "rollback": _cmd_rollback,
+    "confirm": _cmd_confirm,
 }

@@ -208,8 +208,8 @@ class RunReport:
     """
 
     __slots__ = ("attempts", "changes", "diff", "dry_run", "errors", "files", "finished", "generation", "outcome",
-                 "retry_after_s", "retryable", "run", "sections_changed", "source", "started", "trigger", "url",
-                 "warnings")
+                 "retry_after_s", "retryable", "rolled_back", "run", "sections_changed", "source", "started", "trigger",
+                 "url", "warnings")
 
     def __init__(self, *, trigger: Trigger | None, started: str, dry_run: bool = False,
                  outcome: Outcome = Outcome.FAILED, finished: str | None = None, run: int | None = None,
@@ -218,7 +218,7 @@ class RunReport:
                  generation: int | None = None, changes: list[SectionChange] | None = None,
                  diff: list[SectionDiff] | None = None, warnings: list[str] | None = None,
                  errors: list[str] | None = None, retryable: bool | None = None,
-                 retry_after_s: float | None = None) -> None:
+                 retry_after_s: float | None = None, rolled_back: RolledBack | None = None) -> None:
         self.trigger = trigger
         self.started = started
         self.dry_run = dry_run
@@ -237,6 +237,7 @@ class RunReport:
         self.errors: list[str] = errors if errors is not None else []
         self.retryable = retryable  # failed runs: may the same run succeed later?
         self.retry_after_s = retry_after_s  # a server's Retry-After (HTTP 429/503)
+        self.rolled_back = rolled_back  # an automatic rollback: the generation that failed its health check
 
     def __repr__(self) -> str:
         return f"RunReport({self.to_json()!r})"
@@ -269,6 +270,9 @@ class RunReport:
         if self.outcome is Outcome.FAILED:
             out["retryable"] = self.retryable
             out["retry_after_s"] = self.retry_after_s
+        if self.rolled_back is not None:
+            out["event"] = "rolled_back"
+            out["rolled_back"] = self.rolled_back.to_json()
         return out
 
     @classmethod
@@ -279,7 +283,7 @@ class RunReport:
             ValueError: an enum value this provd does not know.
         """
         trigger, source, retry_after = data.get("trigger"), data.get("source"), data.get("retry_after_s")
-        retryable = data.get("retryable")
+        retryable, rolled_back = data.get("retryable"), data.get("rolled_back")
         return cls(
             trigger=Trigger(trigger) if trigger is not None else None, started=str(data.get("started") or ""),
             dry_run=data.get("dry_run") is True, outcome=Outcome(data.get("outcome", Outcome.FAILED.value)),
@@ -293,7 +297,26 @@ class RunReport:
             warnings=list(_strings(data.get("warnings"))), errors=list(_strings(data.get("errors"))),
             retryable=retryable if isinstance(retryable, bool) else None,
             retry_after_s=float(retry_after) if isinstance(retry_after, int | float) else None,
+            rolled_back=RolledBack.from_json(rolled_back) if isinstance(rolled_back, dict) else None,
         )
+
+
+class RolledBack(NamedTuple):
+    """What an automatic rollback's report says (docs/design.md §10): which generation failed, why, and
+    where the settings went back to."""
+
+    generation: int
+    target: int
+    reason: str
+    checks: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"generation": self.generation, "target": self.target, "reason": self.reason, "checks": self.checks}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> RolledBack:
+        return cls(_opt_int(data.get("generation")) or 0, _opt_int(data.get("target")) or 0,
+                   str(data.get("reason") or ""), _opt_int(data.get("checks")) or 0)
 
 
 class Switches(NamedTuple):

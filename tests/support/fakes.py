@@ -372,7 +372,7 @@ class FakeRun:
 
     async def __call__(self, phone: PhoneSettings, *, trigger: Trigger, url: str | None = None,
                        restore: bytes | None = None, dry_run: bool = False, reboot: bool = False,
-                       progress: Progress = quiet) -> RunReport:
+                       force: bool = False, progress: Progress = quiet) -> RunReport:
         call = Call(trigger, url, restore, dry_run, reboot)
         self.calls.append(call)
         progress(f"fetch {url}")

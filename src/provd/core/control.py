@@ -24,13 +24,14 @@ HEARTBEAT_S = 5.0  # a client waiting on a queued request hears from the daemon 
 STATUS_TIMEOUT_S = 5.0  # the CLI's wait for a one-answer request
 EVENT_TIMEOUT_S = 20.0  # the CLI's wait between two events of a streamed request (> HEARTBEAT_S)
 
-COMMANDS = ("status", "start", "check-sync", "apply", "rollback")
+COMMANDS = ("status", "start", "check-sync", "apply", "rollback", "confirm")
 _FIELDS: dict[str, frozenset[str]] = {
     "status": frozenset(),
-    "start": frozenset({"url", "dry_run"}),
+    "start": frozenset({"url", "dry_run", "force"}),
     "check-sync": frozenset({"source", "port", "data"}),
     "apply": frozenset({"data", "name", "url"}),
     "rollback": frozenset({"generation"}),
+    "confirm": frozenset(),
 }
 
 
@@ -71,17 +72,21 @@ class StatusRequest(NamedTuple):
 
 
 class StartRequest(NamedTuple):
-    """`provd start [--url URL] [--dry-run]`: queued, streams events, ends with a ReportEvent."""
+    """`provd start [--url URL] [--dry-run] [--force]`: queued, streams events, ends with a ReportEvent."""
 
     url: str | None = None
     dry_run: bool = False
+    force: bool = False  # apply even documents in quarantine (docs/design.md §10)
 
     @property
     def cmd(self) -> str:
         return "start"
 
     def to_json(self) -> dict[str, object]:
-        return {"cmd": "start", "url": self.url, "dry_run": self.dry_run}
+        out: dict[str, object] = {"cmd": "start", "url": self.url, "dry_run": self.dry_run}
+        if self.force:  # only when set: a daemon of the previous version refuses an unknown field
+            out["force"] = True
+        return out
 
 
 class CheckSyncRequest(NamedTuple):
@@ -127,7 +132,18 @@ class RollbackRequest(NamedTuple):
         return {"cmd": "rollback", "generation": self.generation}
 
 
-Request = StatusRequest | StartRequest | CheckSyncRequest | ApplyRequest | RollbackRequest
+class ConfirmRequest(NamedTuple):
+    """`provd confirm`: queued (it changes the store), ends with a ConfirmEvent."""
+
+    @property
+    def cmd(self) -> str:
+        return "confirm"
+
+    def to_json(self) -> dict[str, object]:
+        return {"cmd": "confirm"}
+
+
+Request = StatusRequest | StartRequest | CheckSyncRequest | ApplyRequest | RollbackRequest | ConfirmRequest
 
 
 # --- answers and events (daemon → client) ------------------------------------------------------------------
@@ -175,6 +191,15 @@ class RollbackEvent(NamedTuple):
         return {"event": "rollback", "generation": self.generation, "sections": self.sections}
 
 
+class ConfirmEvent(NamedTuple):
+    """Final for confirm: the generation confirmed by hand (None: nothing was pending)."""
+
+    generation: int | None
+
+    def to_json(self) -> dict[str, object]:
+        return {"event": "confirm", "generation": self.generation}
+
+
 class ErrorEvent(NamedTuple):
     """Final for any request: refused, worded for the user."""
 
@@ -184,8 +209,8 @@ class ErrorEvent(NamedTuple):
         return {"event": "error", "error": self.error}
 
 
-Event = QueuedEvent | ProgressEvent | AliveEvent | ReportEvent | RollbackEvent | ErrorEvent
-FINAL_EVENTS = (ReportEvent, RollbackEvent, ErrorEvent)
+Event = QueuedEvent | ProgressEvent | AliveEvent | ReportEvent | RollbackEvent | ConfirmEvent | ErrorEvent
+FINAL_EVENTS = (ReportEvent, RollbackEvent, ConfirmEvent, ErrorEvent)
 
 
 class RunningStatus(NamedTuple):
@@ -208,13 +233,14 @@ class Status(NamedTuple):
     retry_attempt: int
     last_report: dict[str, object] | None
     runs_started: int
+    health: dict[str, object] | None = None  # the generation waiting on its health check (docs/design.md §10)
 
     def to_json(self) -> dict[str, object]:
         return {"state": self.state, "pid": self.pid,
                 "running": self.running.to_json() if self.running is not None else None,
                 "queued": self.queued, "next_run": self.next_run, "retry_at": self.retry_at,
                 "retry_attempt": self.retry_attempt, "last_report": self.last_report,
-                "runs_started": self.runs_started}
+                "runs_started": self.runs_started, "health": self.health}
 
 
 class CheckSyncAnswer(NamedTuple):
@@ -276,7 +302,7 @@ def parse_request(line: bytes, *, allow_file_urls: bool) -> Request:
         if url is not None and is_file_url(url) and not allow_file_urls:
             raise ControlError("start: a file: URL is refused from the control socket (only root, or with "
                                "control.allow_file_urls)")
-        return StartRequest(url, _bool(message, "dry_run"))
+        return StartRequest(url, _bool(message, "dry_run"), _bool(message, "force"))
     if cmd == "check-sync":
         import ipaddress  # the daemon's side only
 
@@ -301,6 +327,8 @@ def parse_request(line: bytes, *, allow_file_urls: bool) -> Request:
         if not isinstance(generation, int) or isinstance(generation, bool) or generation < 1:
             raise ControlError("rollback: generation must be a positive integer")
         return RollbackRequest(generation)
+    if cmd == "confirm":
+        return ConfirmRequest()
     return StatusRequest()
 
 
@@ -345,6 +373,8 @@ def decode_event(answer: dict[str, object]) -> Event | None:
     if kind == "rollback":
         return RollbackEvent(_optional_int_field(answer, "generation"),
                              [str(s) for s in _answer_field(answer, "sections", list)])
+    if kind == "confirm":
+        return ConfirmEvent(_optional_int_field(answer, "generation"))
     return error_of(answer)
 
 
@@ -360,6 +390,9 @@ def decode_status(answer: dict[str, object]) -> Status:
         raise ControlError("the daemon's status: running is not an object")
     if last is not None and not isinstance(last, dict):
         raise ControlError("the daemon's status: last_report is not an object")
+    health = answer.get("health")
+    if health is not None and not isinstance(health, dict):
+        raise ControlError("the daemon's status: health is not an object")
     return Status(
         state=str(answer.get("state")), pid=_int_field(answer, "pid"),
         running=None if running is None else RunningStatus(
@@ -367,7 +400,7 @@ def decode_status(answer: dict[str, object]) -> Status:
             [str(p) for p in _answer_field(running, "progress", list)]),
         queued=_int_field(answer, "queued"), next_run=_optional_str_field(answer, "next_run"),
         retry_at=_optional_str_field(answer, "retry_at"), retry_attempt=_int_field(answer, "retry_attempt"),
-        last_report=last, runs_started=_int_field(answer, "runs_started"))
+        last_report=last, runs_started=_int_field(answer, "runs_started"), health=health)
 
 
 def decode_check_sync_answer(answer: dict[str, object]) -> CheckSyncAnswer:

@@ -13,6 +13,7 @@ The daemon owns the timer and runs the check; this module only says what comes n
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from enum import Enum
 from typing import NamedTuple
 
@@ -102,3 +103,22 @@ def at_start(pending: Pending | None, *, now: float) -> Next:
 def confirm(pending: Pending | None) -> Next:
     """`provd confirm`: the pending generation is confirmed by hand; IDLE when nothing was pending."""
     return Next(Step.IDLE if pending is None else Step.CONFIRMED, None)
+
+
+def iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+def confirmation(pending: Pending, *, by: str, now: float) -> dict[str, object]:
+    """The `confirmed` event queued for report.url (docs/design.md §10)."""
+    return {"event": "confirmed", "generation": pending.generation, "time": iso(now), "checks": pending.checks,
+            "by": by}
+
+
+def status_of(pending: Pending | None, next_check: float | None = None) -> dict[str, object] | None:
+    """What `provd status` shows of the pending generation: which, until when, how it went so far."""
+    if pending is None:
+        return None
+    return {"pending": pending.generation, "rollback_to": pending.target, "committed": iso(pending.committed_at),
+            "deadline": iso(pending.deadline), "checks": pending.checks, "last_failure": pending.last_failure or None,
+            "next_check": iso(next_check) if next_check is not None else None}

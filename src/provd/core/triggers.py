@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from provd.core.checksync import Action, Decision
 from provd.core.control import ApplyRequest, Event
+from provd.core.health import Pending
 from provd.core.urls import redact
 from provd.model import Trigger
 
@@ -29,6 +30,9 @@ class RunRequest:
     reboot_only: bool = False  # notifySync <reboot/>: the reboot hook, no provisioning
     apply: ApplyRequest | None = None  # `provd apply` (the file's bytes) through the daemon
     rollback: int | None = None  # `provd rollback GENERATION` through the daemon
+    force: bool = False  # `provd start --force`: documents in quarantine are applied (docs/design.md §10)
+    confirm: bool = False  # `provd confirm` through the daemon
+    auto_rollback: Pending | None = None  # the health gate failed this pending generation: roll it back
     not_before: float = 0.0  # monotonic
     listeners: list[Listener] = field(default_factory=list)
     triggers: list[str] = field(default_factory=list)
@@ -37,12 +41,18 @@ class RunRequest:
         """A run of the normal kind (no dry run, restore, apply, rollback or reboot alone): only such runs
         join a pending follow-up, and only their failure schedules a retry, their success clears one."""
         return not self.dry_run and self.restore is None and self.apply is None and self.rollback is None \
-            and not self.reboot_only
+            and not self.reboot_only and not self.confirm and self.auto_rollback is None
 
     def what(self) -> str:
         """For the log line: what was queued."""
         if self.reboot_only:
             return "the reboot hook"
+        if self.confirm:
+            return "a confirmation of the pending generation"
+        if self.auto_rollback is not None:
+            return f"a rollback of generation {self.auto_rollback.generation} to {self.auto_rollback.target}"
+        if self.rollback is not None:
+            return f"a rollback to generation {self.rollback}"
         if self.restore is not None:
             return "a restore of the check-sync body"
         kind = "a dry run" if self.dry_run else "a run"
@@ -83,6 +93,7 @@ class TriggerQueue:
                 pending.triggers.append(request.trigger.value)
                 pending.url = request.url or pending.url
                 pending.reboot = pending.reboot or request.reboot
+                pending.force = pending.force or request.force
                 pending.not_before = max(pending.not_before, request.not_before)
                 pending.listeners += request.listeners
                 return Queued(pending, joined=True)

@@ -40,8 +40,8 @@ def check_sync(runtime_dir: Path, request: protocol.CheckSyncRequest) -> protoco
     return None
 
 
-def events(runtime_dir: Path, request: protocol.StartRequest | protocol.ApplyRequest | protocol.RollbackRequest,
-           ) -> Iterator[protocol.Event]:
+def events(runtime_dir: Path, request: protocol.StartRequest | protocol.ApplyRequest | protocol.RollbackRequest
+           | protocol.ConfirmRequest) -> Iterator[protocol.Event]:
     """The events of a queued request as they arrive (an ErrorEvent is raised, not yielded).
 
     Raises:

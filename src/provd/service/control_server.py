@@ -158,7 +158,7 @@ class ControlServer:
         elif isinstance(request, protocol.CheckSyncRequest):
             decision = self._service.check_sync(request.data, (request.source, request.port))
             send(protocol.CheckSyncAnswer(decision.status, decision.reason, decision.response))
-        else:  # queued: start, apply, rollback
+        else:  # queued: start, apply, rollback, confirm
             done = asyncio.Event()
 
             def listener(event: protocol.Event) -> None:
@@ -167,9 +167,12 @@ class ControlServer:
                     done.set()
 
             if isinstance(request, protocol.StartRequest):
-                queued = RunRequest(Trigger.CLI, url=request.url, dry_run=request.dry_run, listeners=[listener])
+                queued = RunRequest(Trigger.CLI, url=request.url, dry_run=request.dry_run, force=request.force,
+                                    listeners=[listener])
             elif isinstance(request, protocol.ApplyRequest):
                 queued = RunRequest(Trigger.APPLY, apply=request, listeners=[listener])
+            elif isinstance(request, protocol.ConfirmRequest):
+                queued = RunRequest(Trigger.CLI, confirm=True, listeners=[listener])
             else:
                 queued = RunRequest(Trigger.ROLLBACK, rollback=request.generation, listeners=[listener])
             self._service.request(queued)

@@ -22,13 +22,15 @@ from pathlib import Path
 from provd import __version__, log
 from provd.core import control as protocol
 from provd.core.checksync import Decision
+from provd.core.health import status_of
 from provd.core.triggers import RunRequest
-from provd.errors import ControlError
+from provd.errors import ControlError, ProvdError
 from provd.model import Trigger
 from provd.ports import Clock, SystemClock
 from provd.run import provision
 from provd.service import sdnotify
 from provd.service.control_server import ControlServer
+from provd.service.health_gate import HealthGate
 from provd.service.retry_timer import RetryTimer
 from provd.service.runner import Notifier, RunFunction, Runner
 from provd.service.scheduler import Scheduler
@@ -50,8 +52,11 @@ class Daemon:
         schedule_changed = asyncio.Event()
         self.reports_changed = asyncio.Event()  # the outbox may hold a new report (docs/design.md §10)
         self.retry = RetryTimer(self.request, rng, clock)
+        self.gate = HealthGate(settings, request=self.request, reports_changed=self.reports_changed, clock=clock) \
+            if self.config.health.check else None
         self.runner = Runner(settings, run=run, notifier=self._notifier, retry=self.retry,
-                             schedule_changed=schedule_changed, clock=clock, reports_changed=self.reports_changed)
+                             schedule_changed=schedule_changed, clock=clock, reports_changed=self.reports_changed,
+                             health_changed=self.gate.changed if self.gate else lambda: None)
         self.scheduler = Scheduler(settings, request=self.request, rng=rng, changed=schedule_changed, clock=clock)
         self.door = CheckSyncDoor(settings, self.request)
         self.control = ControlServer(self, max_file_bytes=self.config.http.max_file_bytes,
@@ -118,6 +123,8 @@ class Daemon:
                 self.retry.start(group)
                 runner = group.create_task(self.runner.serve())
                 group.create_task(self.scheduler.serve())
+                if self.gate is not None:
+                    group.create_task(self.gate.serve())
                 interval = sdnotify.watchdog_interval()
                 if interval:
                     group.create_task(self._watchdog(interval))
@@ -159,7 +166,15 @@ class Daemon:
             retry_attempt=self.retry.state.attempt,
             last_report=self.settings.store.last_run(),
             runs_started=self.runner.runs_started,
+            health=self._health(),
         )
+
+    def _health(self) -> dict[str, object] | None:
+        try:
+            pending = self.settings.store.pending()
+        except ProvdError as exc:
+            return {"error": str(exc)}
+        return status_of(pending, self.gate.next_check if self.gate else None)
 
 
 class _Stop(Exception):

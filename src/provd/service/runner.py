@@ -13,12 +13,14 @@ from collections.abc import Callable
 from typing import Protocol
 
 from provd import log
-from provd.core.control import ErrorEvent, Event, ProgressEvent, ReportEvent, RollbackEvent
+from provd.core.control import ConfirmEvent, ErrorEvent, Event, ProgressEvent, ReportEvent, RollbackEvent
+from provd.core.health import Pending
 from provd.core.triggers import RunRequest, TriggerQueue
-from provd.errors import ProvdError
-from provd.model import Outcome, Progress, RunReport, Trigger
+from provd.errors import ProvdError, UnknownGeneration
+from provd.model import Outcome, Progress, RolledBack, RunReport, Source, Trigger
 from provd.ports import Clock
 from provd.run import hooks, restore
+from provd.run.confirm import confirm_pending
 from provd.service.retry_timer import RetryTimer
 from provd.settings.phone import PhoneSettings, now_iso
 
@@ -30,7 +32,7 @@ class RunFunction(Protocol):
 
     async def __call__(self, phone: PhoneSettings, *, trigger: Trigger, url: str | None = None,
                        restore: bytes | None = None, dry_run: bool = False, reboot: bool = False,
-                       progress: Progress = ...) -> RunReport: ...
+                       force: bool = False, progress: Progress = ...) -> RunReport: ...
 
 
 class Notifier(Protocol):
@@ -39,7 +41,8 @@ class Notifier(Protocol):
 
 class Runner:
     def __init__(self, settings: PhoneSettings, *, run: RunFunction, notifier: Notifier, retry: RetryTimer,
-                 schedule_changed: asyncio.Event, clock: Clock, reports_changed: asyncio.Event | None = None) -> None:
+                 schedule_changed: asyncio.Event, clock: Clock, reports_changed: asyncio.Event | None = None,
+                 health_changed: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
         self.queue = TriggerQueue()
         self.running: RunRequest | None = None
@@ -51,6 +54,7 @@ class Runner:
         self._retry = retry
         self._schedule_changed = schedule_changed  # set after anything that may have changed the schedule
         self._reports_changed = reports_changed or asyncio.Event()  # set after each request: it may have queued one
+        self._health_changed = health_changed  # called after each request: it may have changed what is pending
         self._wake = asyncio.Event()
         self._clock = clock  # monotonic: the check-sync spacing
 
@@ -87,7 +91,11 @@ class Runner:
                 self.last_reboot = done or "reboot ignored: hooks.reboot is unset"
                 (_log.info if done == hooks.REBOOT_RAN else _log.warning)("check-sync reboot: %s", self.last_reboot)
             elif request.rollback is not None:
-                self._rollback(request, request.rollback)
+                await self._rollback(request, request.rollback)
+            elif request.auto_rollback is not None:
+                await self._auto_rollback(request.auto_rollback)
+            elif request.confirm:
+                self._confirm(request)
             else:
                 await self._provision(request)
         except asyncio.CancelledError:
@@ -105,6 +113,7 @@ class Runner:
         finally:
             self.running = None
             self._reports_changed.set()
+            self._health_changed()
 
     def _record_failure(self, request: RunRequest, exc: Exception) -> RunReport:
         """The run that raised, recorded as failed (the run began it in the store and could not finish it):
@@ -146,7 +155,7 @@ class Runner:
             else:
                 report = await self._run_function(self.settings, trigger=request.trigger, url=request.url,
                                                   restore=request.restore, dry_run=request.dry_run,
-                                                  reboot=request.reboot, progress=progress)
+                                                  reboot=request.reboot, force=request.force, progress=progress)
         except asyncio.CancelledError:
             _answer(request, ReportEvent(self.settings.store.last_run() or {"outcome": "failed"}))
             raise
@@ -168,7 +177,8 @@ class Runner:
         await asyncio.to_thread(hooks.after_commit, self.settings.config, report)
         return report
 
-    def _rollback(self, request: RunRequest, generation: int) -> None:
+    async def _rollback(self, request: RunRequest, generation: int) -> None:
+        """`provd rollback` through the daemon; the change hooks follow its commit like any other's."""
         self.running = request
         try:
             gen, sections = self.settings.rollback(generation)
@@ -177,6 +187,57 @@ class Runner:
             return
         self._schedule_changed.set()
         _answer(request, RollbackEvent(gen, sections))
+        if gen is not None:
+            _log.info("rollback to generation %d: generation %d, sections %s", generation, gen, ", ".join(sections))
+            for warning in await asyncio.to_thread(hooks.run_changed_hooks, self.settings.config, sections):
+                _log.warning("rollback: %s", warning)
+
+    async def _auto_rollback(self, failed: Pending) -> None:
+        """The health gate failed `failed` (docs/design.md §10): back to its target as a run of trigger
+        auto-rollback, recorded and reported like a run, its documents quarantined, the change hooks run."""
+        store = self.settings.store
+        pending = store.pending()
+        if pending is None or pending.generation != failed.generation:  # confirmed or replaced meanwhile
+            _log.info("health: rollback of generation %d not needed any more: it is no longer pending",
+                      failed.generation)
+            return
+        report = RunReport(trigger=Trigger.AUTO_ROLLBACK, started=now_iso(), source=Source.EXPLICIT,
+                           url=f"generation {failed.target}")
+        report.rolled_back = RolledBack(failed.generation, failed.target, failed.last_failure, failed.checks)
+        report.run = store.begin_run(Trigger.AUTO_ROLLBACK, report.started)
+        self.running = RunRequest(Trigger.AUTO_ROLLBACK, auto_rollback=failed)
+        try:
+            gen, sections = self.settings.rollback(failed.target, failed=failed, run=report.run,
+                                                   report=report.to_json())
+        except UnknownGeneration as exc:  # pruned meanwhile: nowhere to go back to; the probation ends
+            store.update_pending(failed.generation, None)
+            report.outcome, report.finished = Outcome.FAILED, now_iso()
+            report.errors.append(f"generation {failed.generation} failed its health check, but {exc}")
+            store.finish_run(report.run, report.to_json())
+            _log.error("health: cannot roll back generation %d: %s", failed.generation, exc)
+            return
+        report.generation, report.sections_changed = gen, sections
+        report.outcome = Outcome.APPLIED if gen is not None else Outcome.UNCHANGED
+        report.warnings.append(f"generation {failed.generation} failed its health check ({failed.last_failure}); "
+                               f"rolled back to generation {failed.target}; its documents are quarantined")
+        if gen is not None:
+            report.warnings += await asyncio.to_thread(hooks.run_changed_hooks, self.settings.config, sections)
+        report.finished = now_iso()
+        store.finish_run(report.run, report.to_json())
+        self._schedule_changed.set()
+        _log.warning("run #%s auto-rollback: generation %d failed its health check (%s); rolled back to %d as "
+                     "generation %s, sections %s", report.run, failed.generation, failed.last_failure, failed.target,
+                     gen if gen is not None else "(none: already equal)", ", ".join(sections) or "-")
+
+    def _confirm(self, request: RunRequest) -> None:
+        """`provd confirm` through the daemon: the pending generation confirmed by hand."""
+        self.running = request
+        try:
+            generation = confirm_pending(self.settings, by="provd confirm")
+        except ProvdError as exc:
+            _answer(request, ErrorEvent(str(exc)))
+            return
+        _answer(request, ConfirmEvent(generation))
 
     def _after(self, report: RunReport, request: RunRequest) -> None:
         self._schedule_changed.set()  # the provisioning section may have changed the schedule
