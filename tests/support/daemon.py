@@ -78,6 +78,7 @@ def running_daemon(provd: Provd, tmp_path: Path, *, watchdog_usec: int | None = 
     the command (`-v`, `-q`). Its stdout and stderr go to `tmp_path/daemon.log` (opened for writing, so an
     existing file keeps its inode: a test can name it in $JOURNAL_STREAM)."""
     address = str(tmp_path / "notify.sock")
+    Path(address).unlink(missing_ok=True)  # a daemon started again in the same directory (a restart test)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(address)
     env = {**os.environ, "NOTIFY_SOCKET": address, "PYTHONDONTWRITEBYTECODE": "1", **(extra_env or {})}
@@ -111,7 +112,8 @@ def free_udp_port() -> int:
 
 
 def configure(tmp_path: Path, *, url: str = "", active: bool = False, sip_port: int | None = None,
-              hooks: bool = True, allow: str = "127.0.0.1") -> Provd:
+              hooks: bool = True, allow: str = "127.0.0.1", extra: dict[str, Any] | None = None) -> Provd:
+    """A provd under tmp_path for a daemon test; `extra`: more configuration sections (e.g. health, report)."""
     state = tmp_path / "state"
     hook_log = tmp_path / "hook.log"
     write_env = (f"import os; open({str(hook_log)!r}, 'a').write(os.environ.get('PROVD_SECTIONS', '') + "
@@ -127,6 +129,7 @@ def configure(tmp_path: Path, *, url: str = "", active: bool = False, sip_port: 
     if hooks:
         config["hooks"] = {"changed": {"*": [sys.executable, "-c", write_env]},
                            "reboot": ["env", "HOOK=reboot", sys.executable, "-c", write_env]}
+    config.update(extra or {})
     cfg = tmp_path / "provd.yaml"
     cfg.write_text(json.dumps(config))
     provd = Provd(cfg, state)
