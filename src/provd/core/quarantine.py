@@ -9,13 +9,14 @@ check, roll back, fetch the same files at the next trigger, apply again.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 
 Fingerprint = tuple[str, ...]
 
 
 def fingerprint(documents: Iterable[bytes]) -> Fingerprint:
+    import hashlib  # OpenSSL: not for the commands that never fingerprint (`provd apply` without a gate)
+
     return tuple(hashlib.sha256(data).hexdigest() for data in documents)
 
 
