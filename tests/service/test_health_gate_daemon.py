@@ -226,6 +226,8 @@ def test_quarantine_until_changed_or_forced(tmp_path: Path) -> None:
         assert forced["outcome"] == "applied" and any("--force" in w for w in forced["warnings"])
         check.say("ok")
         wait_until(lambda: pending(provd) is None, 10, "the forced generation confirmed")
+        after = start(provd, "--url", served.as_uri())  # confirmed: its documents left the quarantine
+        assert after["outcome"] == "unchanged", after
 
         provd.run("rollback", str(generations), check=0)  # back to the state before (a manual rollback)
         served.write_bytes(MUSIC.read_bytes().replace(b"</configuration>", b"<!-- changed --></configuration>"))

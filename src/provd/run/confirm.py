@@ -21,7 +21,8 @@ def confirm_pending(phone: PhoneSettings, *, by: str) -> int | None:
     pending = phone.store.pending()
     if pending is None:
         return None
-    if not phone.store.update_pending(pending.generation, None, event=confirmation(pending, by=by, now=time.time())):
+    if not phone.store.update_pending(pending.generation, None, event=confirmation(pending, by=by, now=time.time()),
+                                      confirmed=True):
         return None  # a commit or a rollback came first
     _log.info("health: generation %d confirmed by %s", pending.generation, by)
     return pending.generation

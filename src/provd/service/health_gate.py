@@ -116,7 +116,7 @@ class HealthGate:
                                   interval_s=config.interval_s)
         if step.step is Step.CONFIRMED:
             if self._write(stored, None, event=confirmation(stored._replace(checks=stored.checks + 1),
-                                                            by="health check", now=now)):
+                                                            by="health check", now=now), confirmed=True):
                 _log.info("health: check passed: generation %d confirmed", stored.generation)
                 self._reports_changed.set()
             self.next_check = None
@@ -133,9 +133,10 @@ class HealthGate:
                      iso(stored.deadline))
         return step.pending, step
 
-    def _write(self, stored: Pending, pending: Pending | None, *, event: dict[str, object] | None = None) -> bool:
+    def _write(self, stored: Pending, pending: Pending | None, *, event: dict[str, object] | None = None,
+               confirmed: bool = False) -> bool:
         try:
-            return self.settings.store.update_pending(stored.generation, pending, event=event)
+            return self.settings.store.update_pending(stored.generation, pending, event=event, confirmed=confirmed)
         except ProvdError as exc:  # a full disk: the state stays as it was; the next check tries again
             _log.error("health: cannot record the check: %s", exc)
             return False

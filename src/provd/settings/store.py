@@ -444,11 +444,13 @@ class Store:
             self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                                (_PENDING, json.dumps(pending.to_json(), sort_keys=True)))
 
-    def update_pending(self, generation: int, pending: Pending | None, *,
-                       event: Mapping[str, object] | None = None, quarantine: Fingerprint = ()) -> bool:
+    def update_pending(self, generation: int, pending: Pending | None, *, event: Mapping[str, object] | None = None,
+                       quarantine: Fingerprint = (), confirmed: bool = False) -> bool:
         """Store `pending` (None: nothing pending any more) if `generation` is still the pending one, with
         `event` (a confirmation) queued and `quarantine` remembered in the same transaction; False, nothing
-        written, when it is not: a commit or a rollback came first, and its word stands.
+        written, when it is not: a commit or a rollback came first, and its word stands. `confirmed`: the
+        generation proved healthy, so its documents leave the quarantine (a push applied with --force and then
+        confirmed is not refused at the next run).
 
         Raises:
             StoreError: the write failed.
@@ -462,6 +464,9 @@ class Store:
                 self._queue(event, run=None, ready=True)
             if quarantine:
                 self._remember(quarantine, generation, datetime.now(UTC).isoformat(timespec="seconds"))
+            if confirmed and stored.fingerprint:
+                released = json.dumps(list(stored.fingerprint))
+                self._conn.execute("DELETE FROM quarantine WHERE fingerprint = ?", (released,))
         return True
 
     # --- quarantine -----------------------------------------------------------------------------------------
