@@ -27,6 +27,8 @@ from provd.core.control import (
     ApplyRequest,
     CheckSyncAnswer,
     CheckSyncRequest,
+    ConfirmEvent,
+    ConfirmRequest,
     ErrorEvent,
     Message,
     ProgressEvent,
@@ -125,6 +127,10 @@ WIRE: list[tuple[Message, bytes]] = [
     (ApplyRequest(b"<a/>", "a.xml", "file:///tmp/a.xml"),
      b'{"cmd": "apply", "data": "PGEvPg==", "name": "a.xml", "url": "file:///tmp/a.xml"}\n'),
     (RollbackRequest(3), b'{"cmd": "rollback", "generation": 3}\n'),
+    (StartRequest(None, False, True), b'{"cmd": "start", "url": null, "dry_run": false, "force": true}\n'),
+    (ConfirmRequest(), b'{"cmd": "confirm"}\n'),
+    (ConfirmEvent(7), b'{"event": "confirm", "generation": 7}\n'),
+    (ConfirmEvent(None), b'{"event": "confirm", "generation": null}\n'),
     (QueuedEvent(True), b'{"event": "queued", "running": true}\n'),
     (ProgressEvent("fetch x"), b'{"event": "progress", "line": "fetch x"}\n'),
     (AliveEvent(), b'{"event": "alive"}\n'),
@@ -142,10 +148,14 @@ WIRE: list[tuple[Message, bytes]] = [
             {"run": 1}, 3),
      b'{"state": "running", "pid": 42, "running": {"triggers": ["cli", "sighup"], "progress": ["fetch x"]}, '
      b'"queued": 1, "next_run": "2026-01-01T03:00:00+00:00", "retry_at": null, "retry_attempt": 0, '
-     b'"last_report": {"run": 1}, "runs_started": 3}\n'),
+     b'"last_report": {"run": 1}, "runs_started": 3, "health": null}\n'),
     (Status("idle", 42, None, 0, None, "2026-01-01T03:00:00+00:00", 2, None, 0),
      b'{"state": "idle", "pid": 42, "running": null, "queued": 0, "next_run": null, '
-     b'"retry_at": "2026-01-01T03:00:00+00:00", "retry_attempt": 2, "last_report": null, "runs_started": 0}\n'),
+     b'"retry_at": "2026-01-01T03:00:00+00:00", "retry_attempt": 2, "last_report": null, "runs_started": 0, '
+     b'"health": null}\n'),
+    (Status("idle", 42, None, 0, None, None, 0, None, 1, {"pending": 5, "rollback_to": 4}),
+     b'{"state": "idle", "pid": 42, "running": null, "queued": 0, "next_run": null, "retry_at": null, '
+     b'"retry_attempt": 0, "last_report": null, "runs_started": 1, "health": {"pending": 5, "rollback_to": 4}}\n'),
 ]
 
 
