@@ -166,6 +166,10 @@ class HttpClient(Protocol):
 
     async def get(self, url: str, *, validators: Validators | None, budget: RunBudget) -> HttpResponse: ...
 
+    async def post_json(self, url: str, body: bytes, *, timeout_s: float) -> int:
+        """POST a result report (docs/design.md §10); the status, redirects not followed."""
+        ...
+
 
 HttpClientFactory = Callable[[HttpOptions], HttpClient]
 

@@ -124,7 +124,7 @@ def test_a_passing_check_confirms_and_nothing_rolls_back(tmp_path: Path) -> None
         wait_until(lambda: pending(provd) is None, 10, "the confirmation")
         time.sleep(4.5)  # past the window: a confirmed generation stays
         assert history(provd)[-1]["generation"] == generation
-    assert "generation %d confirmed" % generation in (tmp_path / "daemon.log").read_text()
+    assert f"generation {generation} confirmed" in (tmp_path / "daemon.log").read_text()
 
 
 def test_confirm_by_hand(tmp_path: Path) -> None:

@@ -292,6 +292,10 @@ class FakeHttpClient:
                         tb: TracebackType | None) -> None:
         self.closed = True
 
+    async def post_json(self, url: str, body: bytes, *, timeout_s: float) -> int:
+        """Result reports are not part of the fake web: runs never POST."""
+        raise AssertionError(f"unexpected POST to {redact(url)}")
+
     async def get(self, url: str, *, validators: Validators | None, budget: RunBudget) -> HttpResponse:
         assert self.entered and not self.closed, "get outside `async with`"
         shown = redact(url)

@@ -31,6 +31,7 @@ from provd.run import provision
 from provd.service import sdnotify
 from provd.service.control_server import ControlServer
 from provd.service.health_gate import HealthGate
+from provd.service.report_sender import ReportSender
 from provd.service.retry_timer import RetryTimer
 from provd.service.runner import Notifier, RunFunction, Runner
 from provd.service.scheduler import Scheduler
@@ -59,6 +60,7 @@ class Daemon:
                              health_changed=self.gate.changed if self.gate else lambda: None)
         self.scheduler = Scheduler(settings, request=self.request, rng=rng, changed=schedule_changed, clock=clock)
         self.door = CheckSyncDoor(settings, self.request)
+        self.sender = ReportSender(settings, self.reports_changed, clock, rng)  # docs/design.md §10
         self.control = ControlServer(self, max_file_bytes=self.config.http.max_file_bytes,
                                      allow_file_urls=self.config.control.allow_file_urls is True)
 
@@ -125,6 +127,9 @@ class Daemon:
                 group.create_task(self.scheduler.serve())
                 if self.gate is not None:
                     group.create_task(self.gate.serve())
+                if self.config.report.url is not None:
+                    self.reports_changed.set()  # a backlog from before a restart is sent now
+                    group.create_task(self.sender.serve())
                 interval = sdnotify.watchdog_interval()
                 if interval:
                     group.create_task(self._watchdog(interval))

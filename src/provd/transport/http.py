@@ -199,6 +199,43 @@ class HttpClient:
         return HttpResponse(url, 200, b"".join(chunks), resp.headers.get("etag"),
                             resp.headers.get("last-modified"))
 
+    # --- result reports (docs/design.md §10) ---------------------------------------------------------------
+
+    async def post_json(self, url: str, body: bytes, *, timeout_s: float) -> int:
+        """POST `body` as `application/json` to `url` (its userinfo answers a Basic/Digest challenge, as for
+        GET); the status. Redirects are not followed: a report goes where it was configured, and a 3xx is
+        an answer like any non-2xx (the caller keeps the report).
+
+        Raises:
+            FetchURLError, FetchTimeout (no answer within `timeout_s`), FetchConnectionError, FetchTLSError.
+        """
+        shown = redact(url)
+        check_url(url)
+        clean, creds = split_credentials(url)
+        auth = _ChallengeAuth(*creds) if creds else None
+        try:
+            request = self._client.build_request("POST", clean, content=body,
+                                                 headers={"Content-Type": "application/json"})
+        except UnicodeError as exc:
+            raise FetchURLError(f"not a valid URL: {one_line(str(exc))}", url=shown) from exc
+        try:
+            async with asyncio.timeout(timeout_s):
+                resp = await self._client.send(request, auth=auth, follow_redirects=False)
+                return resp.status_code
+        except TimeoutError as exc:
+            raise FetchTimeout(f"no answer within {timeout_s:g} s", url=shown) from exc
+        except httpx.TimeoutException as exc:
+            raise FetchTimeout(f"timed out ({type(exc).__name__})", url=shown) from exc
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise FetchURLError(one_line(str(exc)), url=shown) from exc
+        except httpx.ConnectError as exc:
+            if _is_tls(exc):
+                raise FetchTLSError(f"TLS failed: {one_line(_tls_reason(exc))}", url=shown) from exc
+            raise FetchConnectionError(f"cannot connect: {one_line(str(exc))}", url=shown) from exc
+        except httpx.HTTPError as exc:
+            raise FetchConnectionError(f"{type(exc).__name__}: {one_line(str(exc)) or 'connection lost'}",
+                                       url=shown) from exc
+
 
 def _retry_after(resp: httpx.Response) -> float | None:
     from provd.core.backoff import parse_retry_after
