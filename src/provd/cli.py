@@ -150,6 +150,7 @@ _SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] =
     "history": ("committed generations", _json_arg),
     "rollback": ("restore an earlier generation as a new one", _rollback_args),
     "confirm": ("confirm the generation waiting on its health check by hand", _no_args),
+    "reports": ("the result reports still waiting to be delivered to report.url", _json_arg),
 }
 
 
@@ -605,6 +606,31 @@ def _cmd_rollback(settings: PhoneSettings, args: argparse.Namespace, out: _Out) 
     return 0
 
 
+def _cmd_reports(settings: PhoneSettings, args: argparse.Namespace, out: _Out) -> int:
+    """The outbox as it is (docs/design.md §10), read-only: what the server has not heard yet."""
+    from provd.core.urls import redact
+
+    store = settings.store
+    waiting, dropped = store.outbox(), store.dropped()
+    url = settings.config.report.url
+    if args.json:
+        print(json.dumps({"url": redact(url) if url else None, "dropped": dropped,
+                          "pending": [{"id": r.id, "run": r.run, "time": r.time, "ready": r.ready, "report": r.body}
+                                      for r in waiting]}, indent=2))
+        return 0
+    if url is None:
+        out.info("report.url is not set: no reports are kept")
+    for r in waiting:
+        body = r.body
+        what = f"event {body.get('event')} of generation {body.get('generation')}" if r.run is None else \
+            f"run #{r.run} {body.get('trigger')} → {body.get('outcome')}" + \
+            (f" (generation {body['generation']})" if body.get("generation") else "")
+        out.info(f"{r.id:>5}  {r.time}  {what}{'' if r.ready else '  (run in progress)'}")
+    out.info(f"{len(waiting)} waiting" + (f" for {redact(url)}" if url else "") +
+             (f"; {dropped} dropped (the outbox was full)" if dropped else ""))
+    return 0
+
+
 def _print_rollback(target: int, gen: int | None, sections: list[str], out: _Out) -> None:
     if gen is None:
         out.info(f"unchanged: the settings already equal generation {target}")
@@ -612,7 +638,7 @@ def _print_rollback(target: int, gen: int | None, sections: list[str], out: _Out
         out.info(f"rolled back to generation {target} as generation {gen} ({', '.join(sections)})")
 
 # Commands that only read the store: it is opened read-only, so they work on a full or read-only disk.
-_READERS = frozenset({"show", "backup", "history", "status"})
+_READERS = frozenset({"show", "backup", "history", "status", "reports"})
 
 _VIA_DAEMON: dict[str, Callable[[Config, argparse.Namespace, _Out], int | None]] = {
     "start": _daemon_start,
@@ -636,4 +662,5 @@ _COMMANDS = {
     "history": _cmd_history,
     "rollback": _cmd_rollback,
     "confirm": _cmd_confirm,
+    "reports": _cmd_reports,
 }
