@@ -14,8 +14,6 @@ import contextlib
 import http.server
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchlib import compile_bytecode
+from benchlib import compile_bytecode, ready_daemon, rss_mib
 
 REPO = Path(__file__).resolve().parents[1]
 PROVD = [str(Path(sys.executable).with_name("provd"))]  # the console script, as users run it
@@ -63,13 +61,6 @@ def serving(directory: Path) -> Iterator[Server]:
         server.shutdown()
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -96,37 +87,28 @@ def main() -> int:
     inactive = work / "inactive.xml"
     inactive.write_text("<provisioning><active>false</active></provisioning>")  # no boot run, no schedule
     subprocess.run([*cli, "apply", str(inactive)], check=True, capture_output=True)
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(work / "notify.sock"))
-    notify.settimeout(20)
-    daemon = subprocess.Popen([*cli, "run"], env={**os.environ, "NOTIFY_SOCKET": str(work / "notify.sock")},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        while b"READY=1" not in notify.recv(4096):
-            pass
-        rss_ready = rss_mib(daemon.pid)
-        with serving(tree) as server:
-            base = f"http://127.0.0.1:{server.server_address[1]}"
-            full = subprocess.run([*cli, "start", "--url", f"{base}/provisioning.xml", "--json"], capture_output=True,
-                                  text=True, check=True)
-            outcome = json.loads(full.stdout)["outcome"]
-            rss_after = rss_mib(daemon.pid)
-            latencies = []
-            for i in range(args.starts):
-                path = f"/lat{i}.xml"
-                started = time.monotonic()
-                subprocess.run([*cli, "start", "--url", base + path], capture_output=True, check=True)
-                latencies.append((server.first_request[path] - started) * 1000)
-        rss_idle_start = rss_mib(daemon.pid)
-        cpu_before = cpu_seconds(daemon.pid)
-        time.sleep(args.idle)  # the measurement itself: the daemon left alone
-        cpu_used = cpu_seconds(daemon.pid) - cpu_before
-        cpu_percent = 100 * cpu_used / args.idle
-        rss_idle_end = rss_mib(daemon.pid)
+        with ready_daemon(cli, work) as daemon:
+            rss_ready = rss_mib(daemon.pid)
+            with serving(tree) as server:
+                base = f"http://127.0.0.1:{server.server_address[1]}"
+                full = subprocess.run([*cli, "start", "--url", f"{base}/provisioning.xml", "--json"],
+                                      capture_output=True, text=True, check=True)
+                outcome = json.loads(full.stdout)["outcome"]
+                rss_after = rss_mib(daemon.pid)
+                latencies = []
+                for i in range(args.starts):
+                    path = f"/lat{i}.xml"
+                    started = time.monotonic()
+                    subprocess.run([*cli, "start", "--url", base + path], capture_output=True, check=True)
+                    latencies.append((server.first_request[path] - started) * 1000)
+            rss_idle_start = rss_mib(daemon.pid)
+            cpu_before = cpu_seconds(daemon.pid)
+            time.sleep(args.idle)  # the measurement itself: the daemon left alone
+            cpu_used = cpu_seconds(daemon.pid) - cpu_before
+            cpu_percent = 100 * cpu_used / args.idle
+            rss_idle_end = rss_mib(daemon.pid)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(20)
-        notify.close()
         subprocess.run(["rm", "-rf", str(work)], check=False)
     load = os.getloadavg()
     print(f"provd daemon benchmark; machine: nproc {os.cpu_count()}, load average {load[0]:.2f} {load[1]:.2f} "

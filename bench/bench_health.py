@@ -14,24 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchlib import REPO, Row, compile_bytecode, print_table
+from benchlib import REPO, Row, compile_bytecode, print_table, ready_daemon, rss_mib
 
 PROVD = [str(Path(sys.executable).with_name("provd"))]
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def cpu(pid: int) -> tuple[float, float]:
@@ -57,14 +48,7 @@ def measure(work: Path, *, gated: bool, idle: float, interval: float) -> dict[st
     subprocess.run([*cli, "apply", str(REPO / "examples" / "tree" / "common.xml")], check=True, capture_output=True)
     status = json.loads(subprocess.run([*cli, "status", "--json"], check=True, capture_output=True).stdout)
     assert (status.get("health") is not None) == gated, status
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(work / "notify.sock"))
-    notify.settimeout(20)
-    daemon = subprocess.Popen([*cli, "run"], env={**os.environ, "NOTIFY_SOCKET": str(work / "notify.sock")},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while b"READY=1" not in notify.recv(4096):
-            pass
+    with ready_daemon(cli, work) as daemon:
         time.sleep(1.0)  # the first check after a start runs at once: not part of the idle figure
         rss_start = rss_mib(daemon.pid)
         own0, children0 = cpu(daemon.pid)
@@ -73,10 +57,6 @@ def measure(work: Path, *, gated: bool, idle: float, interval: float) -> dict[st
         rss_end = rss_mib(daemon.pid)
         status = json.loads(subprocess.run([*cli, "status", "--json"], check=True, capture_output=True).stdout)
         checks = float((status.get("health") or {}).get("checks") or 0)
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(20)
-        notify.close()
     return {"own": own1 - own0, "children": children1 - children0, "rss_start": rss_start, "rss_end": rss_end,
             "checks": checks}
 

@@ -12,8 +12,6 @@ import argparse
 import http.server
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchlib import REPO, Row, compile_bytecode, print_table
+from benchlib import REPO, Row, compile_bytecode, print_table, ready_daemon
 
 PROVD = [str(Path(sys.executable).with_name("provd"))]
 
@@ -77,33 +75,24 @@ def main() -> int:
     subprocess.run([sys.executable, "-c", seed, str(config), str(patch), str(args.reports - 1)], check=True)
     queued = len(json.loads(subprocess.run([*cli, "reports", "--json"], check=True, capture_output=True).stdout)
                  ["pending"])
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(work / "notify.sock"))
-    notify.settimeout(20)
-    daemon = subprocess.Popen([*cli, "run"], env={**os.environ, "NOTIFY_SOCKET": str(work / "notify.sock")},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        while b"READY=1" not in notify.recv(4096):
-            pass
-        ready = time.monotonic()
-        while receiver.count < queued and time.monotonic() - ready < 120:
-            time.sleep(0.01)
-        elapsed = receiver.last - ready
-        delivered = receiver.count
+        with ready_daemon(cli, work):
+            ready = time.monotonic()
+            while receiver.count < queued and time.monotonic() - ready < 120:
+                time.sleep(0.01)
+            elapsed = receiver.last - ready
+            delivered = receiver.count
 
-        def start_ms() -> float:
-            began = time.monotonic()
-            subprocess.run([*cli, "start", "--url", patch.as_uri()], check=True, capture_output=True)
-            return (time.monotonic() - began) * 1000
+            def start_ms() -> float:
+                began = time.monotonic()
+                subprocess.run([*cli, "start", "--url", patch.as_uri()], check=True, capture_output=True)
+                return (time.monotonic() - began) * 1000
 
-        quiet = statistics.median(start_ms() for _ in range(5))
-        time.sleep(0.5)  # the five reports delivered
-        receiver.delay = 20.0  # every delivery from now on hangs for 20 s
-        busy = statistics.median(start_ms() for _ in range(5))
+            quiet = statistics.median(start_ms() for _ in range(5))
+            time.sleep(0.5)  # the five reports delivered
+            receiver.delay = 20.0  # every delivery from now on hangs for 20 s
+            busy = statistics.median(start_ms() for _ in range(5))
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(30)
-        notify.close()
         receiver.shutdown()
         subprocess.run(["rm", "-rf", str(work)], check=False)
     load = os.getloadavg()

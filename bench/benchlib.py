@@ -1,9 +1,15 @@
-"""What the benchmark scripts share: compiled bytecode before timing, and the rows of a results table."""
+"""What the benchmark scripts share: compiled bytecode before timing, the rows of a results table, the daemon
+started as systemd would and its memory."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,3 +38,32 @@ def print_table(rows: list[Row]) -> None:
     for r in rows:
         result = "" if r.met is None else ("ok" if r.met else "MISSED")
         print(f"{r.what:<{width}}  {r.value:<{vwidth}}  {r.target:<10}  {result}")
+
+
+def rss_mib(pid: int) -> float:
+    """The resident set of `pid` (VmRSS), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+@contextlib.contextmanager
+def ready_daemon(cli: list[str], work: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`provd run` under a stand-in for systemd (a notify socket in `work`): yielded once it has sent READY=1,
+    stopped with SIGTERM afterwards, as systemd would."""
+    address = work / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(address))
+    notify.settimeout(20)
+    daemon = subprocess.Popen([*cli, "run"], env={**os.environ, "NOTIFY_SOCKET": str(address)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while b"READY=1" not in notify.recv(4096):
+            pass
+        yield daemon
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+        notify.close()
+        address.unlink(missing_ok=True)
