@@ -93,7 +93,7 @@ class Runner:
             elif request.rollback is not None:
                 await self._rollback(request, request.rollback)
             elif request.auto_rollback is not None:
-                await self._auto_rollback(request.auto_rollback)
+                await self._auto_rollback(request, request.auto_rollback)
             elif request.confirm:
                 self._confirm(request)
             else:
@@ -192,7 +192,7 @@ class Runner:
             for warning in await asyncio.to_thread(hooks.run_changed_hooks, self.settings.config, sections):
                 _log.warning("rollback: %s", warning)
 
-    async def _auto_rollback(self, failed: Pending) -> None:
+    async def _auto_rollback(self, request: RunRequest, failed: Pending) -> None:
         """The health gate failed `failed` (docs/design.md §10): back to its target as a run of trigger
         auto-rollback, recorded and reported like a run, its documents quarantined, the change hooks run."""
         store = self.settings.store
@@ -205,7 +205,7 @@ class Runner:
                            url=f"generation {failed.target}")
         report.rolled_back = RolledBack(failed.generation, failed.target, failed.last_failure, failed.checks)
         report.run = store.begin_run(Trigger.AUTO_ROLLBACK, report.started)
-        self.running = RunRequest(Trigger.AUTO_ROLLBACK, auto_rollback=failed)
+        self.running = request
         try:
             gen, sections = self.settings.rollback(failed.target, failed=failed, run=report.run,
                                                    report=report.to_json())
