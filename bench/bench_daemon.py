@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchlib import compile_bytecode, ready_daemon, rss_mib
+from benchlib import compile_bytecode, cpu_seconds, ready_daemon, rss_mib
 
 REPO = Path(__file__).resolve().parents[1]
 PROVD = [str(Path(sys.executable).with_name("provd"))]  # the console script, as users run it
@@ -59,11 +59,6 @@ def serving(directory: Path) -> Iterator[Server]:
         yield server
     finally:
         server.shutdown()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
@@ -103,9 +98,9 @@ def main() -> int:
                     subprocess.run([*cli, "start", "--url", base + path], capture_output=True, check=True)
                     latencies.append((server.first_request[path] - started) * 1000)
             rss_idle_start = rss_mib(daemon.pid)
-            cpu_before = cpu_seconds(daemon.pid)
+            cpu_before = cpu_seconds(daemon.pid)[0]
             time.sleep(args.idle)  # the measurement itself: the daemon left alone
-            cpu_used = cpu_seconds(daemon.pid) - cpu_before
+            cpu_used = cpu_seconds(daemon.pid)[0] - cpu_before
             cpu_percent = 100 * cpu_used / args.idle
             rss_idle_end = rss_mib(daemon.pid)
     finally:

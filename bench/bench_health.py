@@ -20,16 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import REPO, Row, compile_bytecode, print_table, ready_daemon, rss_mib
+from benchlib import REPO, Row, compile_bytecode, cpu_seconds, print_table, ready_daemon, rss_mib
 
 PROVD = [str(Path(sys.executable).with_name("provd"))]
-
-
-def cpu(pid: int) -> tuple[float, float]:
-    """(own CPU seconds, reaped children's CPU seconds)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
 
 
 def measure(work: Path, *, gated: bool, idle: float, interval: float) -> dict[str, float]:
@@ -51,9 +44,9 @@ def measure(work: Path, *, gated: bool, idle: float, interval: float) -> dict[st
     with ready_daemon(cli, work) as daemon:
         time.sleep(1.0)  # the first check after a start runs at once: not part of the idle figure
         rss_start = rss_mib(daemon.pid)
-        own0, children0 = cpu(daemon.pid)
+        own0, children0 = cpu_seconds(daemon.pid)
         time.sleep(idle)
-        own1, children1 = cpu(daemon.pid)
+        own1, children1 = cpu_seconds(daemon.pid)
         rss_end = rss_mib(daemon.pid)
         status = json.loads(subprocess.run([*cli, "status", "--json"], check=True, capture_output=True).stdout)
         checks = float((status.get("health") or {}).get("checks") or 0)

@@ -48,6 +48,13 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(CPU seconds of `pid` itself, of its children reaped so far), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
 @contextlib.contextmanager
 def ready_daemon(cli: list[str], work: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`provd run` under a stand-in for systemd (a notify socket in `work`): yielded once it has sent READY=1,
