@@ -23,7 +23,7 @@ from provd.core.health import Pending, Step, confirmation, iso
 from provd.core.triggers import RunRequest
 from provd.errors import ProvdError
 from provd.model import Trigger
-from provd.ports import Clock
+from provd.ports import Clock, within
 from provd.settings.phone import PhoneSettings
 
 _log = log.get(__name__)
@@ -97,8 +97,7 @@ class HealthGate:
         """True when `at` came; False when the pending state changed first."""
         delay = max(0.0, at - self._clock.time())
         try:
-            async with asyncio.timeout(delay):
-                await self._changed.wait()
+            await within(self._clock, delay, self._changed.wait())
         except TimeoutError:
             return True
         self._changed.clear()

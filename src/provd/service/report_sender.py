@@ -7,6 +7,7 @@ backoff (core/backoff), or until a new report is queued. One log line per failur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 
@@ -14,8 +15,8 @@ from provd import __version__, log
 from provd.core.backoff import BASE_S, CAP_S, backoff_delay
 from provd.core.markers import replace_markers
 from provd.core.urls import redact
-from provd.errors import FetchError, ProvdError, StoreError
-from provd.ports import Clock, HttpClient, HttpClientFactory
+from provd.errors import ProvdError, StoreError
+from provd.ports import Clock, HttpClient, HttpClientFactory, within
 from provd.settings.phone import PhoneSettings
 
 _log = log.get(__name__)
@@ -61,17 +62,13 @@ class ReportSender:
                     pass
 
     async def _wait(self) -> None:
+        """Until a new report is queued, or (after a failure) the backoff has passed, whichever comes first."""
         if self.attempt == 0:
             await self._changed.wait()
         else:
             delay = backoff_delay(self.attempt, self._rng.random(), base=self._base_s, cap=self._cap_s)
-            waiter = asyncio.ensure_future(self._changed.wait())
-            sleeper = asyncio.ensure_future(self._clock.sleep(delay))
-            try:
-                await asyncio.wait([waiter, sleeper], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                sleeper.cancel()
+            with contextlib.suppress(TimeoutError):
+                await within(self._clock, delay, self._changed.wait())
         self._changed.clear()
 
     async def _send_one(self, client: HttpClient, target: str, device: dict[str, str]) -> bool:
@@ -93,10 +90,7 @@ class ReportSender:
         data = json.dumps(body, separators=(",", ":")).encode()
         try:
             status = await client.post_json(target, data, timeout_s=self._settings.config.report.timeout_s)
-        except FetchError as exc:
-            self._failed(f"report #{report.id} not delivered to {redact(target)}: {exc}")
-            return False
-        except ProvdError as exc:  # a URL check failure: bad configuration, still one line
+        except ProvdError as exc:  # a fetch error, or a URL check failure (bad configuration): one line either way
             self._failed(f"report #{report.id} not delivered to {redact(target)}: {exc}")
             return False
         if not 200 <= status < 300:
